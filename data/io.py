@@ -11,6 +11,7 @@ foreground where the index is non-zero, everything else is thresholded at half i
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -213,7 +214,14 @@ def _parallel_map(fn: Callable, items: Sequence, num_threads: int, desc: str | N
     with ThreadPoolExecutor(max_workers=num_threads) as pool:
         it = pool.map(fn, items)
         if desc is not None:
-            it = tqdm(it, total=len(items), desc=desc, leave=False, dynamic_ncols=True)
+            it = tqdm(
+                it,
+                total=len(items),
+                desc=desc,
+                leave=False,
+                dynamic_ncols=True,
+                mininterval=0.1 if sys.stderr.isatty() else 30.0,
+            )
         return list(it)
 
 
