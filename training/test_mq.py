@@ -1,0 +1,281 @@
+"""Evaluate a trained g_phi on fixed test VQMs (SPEC.md Phase 1, "Evaluation").
+
+    python -m training.test_mq --checkpoint ./checkpoints/mq/mq_PH2/best.pth --test_csv test.csv
+
+The test VQMs are built with the checkpoint's own settings (image size, corruption mix,
+size scaling; the release's test script fell back to other defaults) and a fixed seed,
+VAL_SAMPLES (5) per test image, synthetic corruptions only. Reported, and written as JSON
+next to the checkpoint (`test_metrics.json`):
+
+- MAE, MSE, Pearson r and Spearman rho, and the MAE of the best constant predictor;
+- a per-category breakdown (identity, single, chained, cross-image, ...);
+- the image-dependence check: the same masks with the image blacked out, and with the
+  image of another test image; mean |difference| to the normal predictions, correlation
+  with them, and MAE. A correlation above 0.9 with a blacked-out or foreign image means
+  g_phi judges the mask alone and ignores the image: the check fails;
+- a scatter plot of predicted vs true quality (`test_scatter.png`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from data.mq_dataset import CATEGORY_NAMES, MQDataset, quality_input
+from data.samplers import EpochSampler
+from data.vqm_generator import VQMConfig
+from models.quality_predictor import load_quality_predictor
+from training.common import make_loader, progress, resolve_device, write_json
+from training.quality_metrics import finite_or_none, per_category, regression_metrics
+
+# Correlation with predictions made without the right image above which g_phi is judged
+# to ignore the image (SPEC.md: "correlation above 0.9 with a blacked-out image means
+# g_phi ignores the image").
+IMAGE_DEPENDENCE_THRESHOLD = 0.9
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Evaluate g_phi on fixed test VQMs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, help="g_phi checkpoint (best.pth)")
+    p.add_argument("--test_csv", required=True, help="labeled test split CSV")
+    p.add_argument("--val_samples", type=int, default=5, help="fixed VQMs per test image")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the test VQMs (default: the checkpoint's training seed)",
+    )
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--num_workers", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--output_json",
+        default=None,
+        help="metrics file (default: test_metrics.json beside the checkpoint)",
+    )
+    p.add_argument(
+        "--plot",
+        default=None,
+        help="scatter plot PNG (default: test_scatter.png beside the checkpoint)",
+    )
+    return p
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    dataset: MQDataset,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Predictions on the fixed VQMs with the right image, a black image and another
+    image (a seeded derangement of the test images)."""
+    n_images = len(dataset.images)
+    rng = np.random.default_rng(seed)
+    other = rng.permutation(n_images)
+    fixed = other == np.arange(n_images)
+    other[fixed] = (other[fixed] + 1) % n_images  # never an image with itself
+    foreign_images = torch.from_numpy(dataset.images).permute(0, 3, 1, 2)
+
+    loader = make_loader(
+        dataset, EpochSampler(len(dataset), shuffle=False), batch_size, num_workers, device
+    )
+    out: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("pred", "blackout", "shuffled", "true", "category")
+    }
+    for batch in progress(loader, desc="test"):
+        images = batch["image"].to(device)
+        masks = batch["mask"].to(device)
+        foreign = foreign_images[other[batch["index"].numpy()]].to(device)
+        out["pred"].append(model(quality_input(images, masks)).cpu().numpy())
+        out["blackout"].append(model(quality_input(torch.zeros_like(images), masks)).cpu().numpy())
+        out["shuffled"].append(model(quality_input(foreign, masks)).cpu().numpy())
+        out["true"].append(batch["quality"].numpy())
+        out["category"].append(np.asarray(batch["category"]))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def image_dependence(pred: np.ndarray, variant: np.ndarray, true: np.ndarray) -> dict:
+    corr = float(np.corrcoef(pred, variant)[0, 1]) if np.ptp(variant) > 0 else float("nan")
+    return {
+        "mean_abs_diff": float(np.mean(np.abs(variant - pred))),
+        "correlation_with_normal": corr,
+        "mae": float(np.mean(np.abs(variant - true))),
+    }
+
+
+def scatter_plot(
+    pred: np.ndarray,
+    true: np.ndarray,
+    categories: np.ndarray,
+    metrics: dict,
+    path: Path,
+    size: int = 640,
+) -> None:
+    """Predicted vs true quality, coloured by category, drawn with OpenCV (no plotting
+    library needed)."""
+    margin, legend_w = 60, 150
+    img = np.full((size, size + legend_w, 3), 255, np.uint8)
+    span = size - 2 * margin
+
+    def xy(t: float, p: float) -> tuple[int, int]:
+        return int(margin + t * span), int(size - margin - p * span)
+
+    for v in np.linspace(0, 1, 6):
+        cv2.line(img, xy(v, 0), xy(v, 1), (235, 235, 235), 1)
+        cv2.line(img, xy(0, v), xy(1, v), (235, 235, 235), 1)
+        cv2.putText(
+            img,
+            f"{v:.1f}",
+            (xy(v, 0)[0] - 12, size - margin + 20),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+        cv2.putText(
+            img,
+            f"{v:.1f}",
+            (margin - 35, xy(0, v)[1] + 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+    cv2.rectangle(img, xy(0, 1), xy(1, 0), (0, 0, 0), 1)
+    cv2.line(img, xy(0, 0), xy(1, 1), (120, 120, 120), 1, cv2.LINE_AA)
+    palette = [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+    ]
+    for cid in np.unique(categories):
+        colour = palette[int(cid) % len(palette)][::-1]  # RGB -> BGR
+        for t, p in zip(true[categories == cid], pred[categories == cid]):
+            cv2.circle(img, xy(float(t), float(np.clip(p, 0, 1))), 3, colour, -1, cv2.LINE_AA)
+        k = list(np.unique(categories)).index(cid)
+        cv2.circle(img, (size + 15, margin + 20 * k), 5, colour, -1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            CATEGORY_NAMES[int(cid)],
+            (size + 25, margin + 20 * k + 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+    cv2.putText(
+        img,
+        "true quality (Dice)",
+        (size // 2 - 70, size - 15),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.5,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
+    cv2.putText(
+        img, "predicted", (5, margin - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
+    )
+    text = (
+        f"n={metrics['n']}  MAE={metrics['mae']:.3f}  Pearson={metrics['pearson']:.3f}  "
+        f"Spearman={metrics['spearman']:.3f}"
+    )
+    cv2.putText(img, text, (margin, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    if not cv2.imwrite(str(path), img):
+        raise OSError(f"could not write {path}")
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = resolve_device(args.device)
+    model, ckpt = load_quality_predictor(args.checkpoint, map_location=device)
+    seed = ckpt.get("seed", 42) if args.seed is None else args.seed
+    config = VQMConfig.from_dict(ckpt["vqm_config"])
+    image_size = int(ckpt["image_size"])
+    dataset = MQDataset.for_evaluation(
+        args.test_csv, image_size, args.val_samples, seed=seed, vqm_config=config
+    )
+    r = evaluate(model, dataset, args.batch_size, args.num_workers, device, seed)
+    metrics = regression_metrics(r["pred"], r["true"])
+    blackout = image_dependence(r["pred"], r["blackout"], r["true"])
+    shuffled = image_dependence(r["pred"], r["shuffled"], r["true"])
+    corrs = [blackout["correlation_with_normal"], shuffled["correlation_with_normal"]]
+    # NaN (constant predictions without the image) counts as not ignoring the image only
+    # if the normal predictions vary; a constant g_phi fails below anyway via Pearson.
+    passed = all(not (c >= IMAGE_DEPENDENCE_THRESHOLD) for c in corrs)
+    ckpt_dir = Path(args.checkpoint).parent
+    result = {
+        **metrics,
+        "per_category": per_category(r["pred"], r["true"], r["category"], CATEGORY_NAMES),
+        "image_dependence": {
+            "blackout": blackout,
+            "shuffled": shuffled,
+            "threshold": IMAGE_DEPENDENCE_THRESHOLD,
+            "passed": bool(passed),
+        },
+        "checkpoint": str(args.checkpoint),
+        "test_csv": str(args.test_csv),
+        "settings": {
+            "image_size": image_size,
+            "samples_per_image": args.val_samples,
+            "seed": seed,
+            "vqm_config": config.to_dict(),
+            "backbone": ckpt["model_config"]["backbone"],
+            "checkpoint_epoch": ckpt.get("epoch"),
+        },
+    }
+    json_path = Path(args.output_json) if args.output_json else ckpt_dir / "test_metrics.json"
+    plot_path = Path(args.plot) if args.plot else ckpt_dir / "test_scatter.png"
+    write_json(finite_or_none(result), json_path)
+    scatter_plot(r["pred"], r["true"], r["category"], metrics, plot_path)
+
+    print(
+        f"g_phi {result['settings']['backbone']} on {metrics['n']} fixed test VQMs "
+        f"({len(dataset.images)} images x {args.val_samples}, seed {seed}):"
+    )
+    print(
+        f"  MAE {metrics['mae']:.4f}  MSE {metrics['mse']:.4f}  Pearson {metrics['pearson']:.4f}"
+        f"  Spearman {metrics['spearman']:.4f}  (best constant MAE "
+        f"{metrics['best_constant_mae']:.4f})"
+    )
+    print("  per category:  n   true  pred   MAE")
+    for name, c in result["per_category"].items():
+        print(
+            f"    {name:13s}{c['n']:5d}  {c['mean_true']:.3f} {c['mean_pred']:.3f} {c['mae']:.3f}"
+        )
+    for name, d in (("blacked-out image", blackout), ("another image", shuffled)):
+        print(
+            f"  {name:18s}: mean |diff| {d['mean_abs_diff']:.4f}, correlation with normal "
+            f"{d['correlation_with_normal']:.3f}, MAE {d['mae']:.4f}"
+        )
+    verdict = "PASSED" if passed else "FAILED (g_phi ignores the image)"
+    print(f"  image-dependence check (correlation < {IMAGE_DEPENDENCE_THRESHOLD}): {verdict}")
+    print(f"  wrote {json_path} and {plot_path}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    return run(args)
+
+
+if __name__ == "__main__":
+    main()
