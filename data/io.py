@@ -64,9 +64,39 @@ def binarize_mask(arr: np.ndarray) -> np.ndarray:
     return (arr > threshold).astype(np.uint8)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image as RGB uint8 (H, W, 3); grey and 16-bit files are converted."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif"})
+# libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost of a full decode.
+_REDUCED_FLAGS = {
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+
+
+def jpeg_reduction(path: str | Path, min_side: int) -> int:
+    """The largest JPEG decode reduction (8, 4, 2 or 1) whose output keeps both sides at
+    least `min_side` (libjpeg gives ceil(side / factor)); 1 for other formats."""
+    if Path(path).suffix.lower() not in JPEG_EXTENSIONS:
+        return 1
+    try:
+        with Image.open(path) as im:  # reads the header only
+            width, height = im.size
+    except (OSError, ValueError):
+        return 1  # let the decoder report the problem
+    for factor in (8, 4, 2):
+        if -(-min(width, height) // factor) >= min_side:
+            return factor
+    return 1
+
+
+def read_image(path: str | Path, reduction: int = 1) -> np.ndarray:
+    """Decode an image as RGB uint8 (H, W, 3); grey and 16-bit files are converted.
+
+    `reduction` 2, 4 or 8 decodes a JPEG at that fraction of its size (see
+    `jpeg_reduction`): about 3x faster on multi-megapixel photographs.
+    """
+    flag = _REDUCED_FLAGS.get(reduction, cv2.IMREAD_COLOR)
+    img = cv2.imread(str(path), flag)
     if img is None:
         if not Path(path).exists():
             raise DataError(f"image not found: {path}")
@@ -281,7 +311,8 @@ def load_image_array(
 
     def load(i: int) -> str | None:
         try:
-            out[i] = resize_pair(read_image(paths[i]), None, image_size)[0]
+            image = read_image(paths[i], jpeg_reduction(paths[i], image_size))
+            out[i] = resize_pair(image, None, image_size)[0]
         except DataError as exc:
             return f"line {_csv_line(i)}: {exc}" if csv_path else str(exc)
         return None

@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from data.io import DataError, read_image
+from data.io import JPEG_EXTENSIONS, DataError, read_image
 from prepare_datasets.utils import (
     DEFAULT_IMAGE_SIZE,
     INTERPOLATIONS,
@@ -45,13 +45,6 @@ from prepare_datasets.utils import (
     write_image,
 )
 
-JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif"})
-# Largest first: the first that still leaves the target size is used.
-_REDUCED_FLAGS = (
-    (8, cv2.IMREAD_REDUCED_COLOR_8),
-    (4, cv2.IMREAD_REDUCED_COLOR_4),
-    (2, cv2.IMREAD_REDUCED_COLOR_2),
-)
 DEFAULT_EXCLUDES = ("*mask*", "*ground truth*", "*groundtruth*")
 
 
@@ -61,7 +54,7 @@ def reduction_factor(width: int, height: int, size: int, keep_aspect: bool) -> i
     libjpeg's scaled decode gives ceil(side / factor) pixels.
     """
     need_h, need_w = content_size(height, width, size, keep_aspect)
-    for factor, _ in _REDUCED_FLAGS:
+    for factor in (8, 4, 2):
         if -(-width // factor) >= need_w and -(-height // factor) >= need_h:
             return factor
     return 1
@@ -77,13 +70,7 @@ def read_for_resize(path: Path, size: int, keep_aspect: bool, reduced: bool = Tr
             raise DataError(f"image not found: {path}") from None
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot decode image: {path} ({exc})") from None
-        factor = reduction_factor(width, height, size, keep_aspect)
-        if factor > 1:
-            flag = dict(_REDUCED_FLAGS)[factor]
-            bgr = cv2.imread(str(path), flag)
-            if bgr is None:
-                raise DataError(f"cannot decode image: {path}")
-            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return read_image(path, reduction_factor(width, height, size, keep_aspect))
     return read_image(path)
 
 

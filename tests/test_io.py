@@ -142,3 +142,21 @@ def test_real_jpeg_masks_binarise(shared_data):
         assert set(np.unique(m).tolist()) <= {0, 1}
         # Thresholding at half range keeps the bright lesion, drops the JPEG noise.
         assert np.array_equal(m, (raw > 127).astype(np.uint8))
+
+
+def test_large_jpegs_decode_at_reduced_scale_for_unlabeled_caches(tmp_path):
+    from data.io import jpeg_reduction, load_image_array
+
+    rng = np.random.default_rng(0)
+    big = cv2.resize(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8), (800, 600))
+    path = tmp_path / "big.jpg"
+    cv2.imwrite(str(path), big)
+    assert jpeg_reduction(path, 100) == 4  # 600 / 4 = 150 >= 100, 600 / 8 = 75 < 100
+    assert jpeg_reduction(path, 700) == 1
+    assert jpeg_reduction(tmp_path / "x.png", 10) == 1
+    assert read_image(path, reduction=4).shape == (150, 200, 3)
+    fast = load_image_array([path], 100)[0].astype(float)
+    full = cv2.resize(
+        cv2.cvtColor(big, cv2.COLOR_BGR2RGB), (100, 100), interpolation=cv2.INTER_AREA
+    ).astype(float)
+    assert np.abs(fast - full).mean() < 4.0  # same picture, a few grey levels apart
