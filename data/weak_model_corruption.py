@@ -112,7 +112,7 @@ def train_weak_models(
             loss.backward()
             optimizer.step()
             running += loss.item()
-            bar.set_postfix(dice_loss=f"{loss.item():.3f}")
+            bar.set_postfix(dice_loss=f"{loss.item():.3f}", refresh=False)
         print(
             f"weak model epoch {epoch}/{epochs}: dice loss {running / max(1, len(loader)):.4f}",
             flush=True,

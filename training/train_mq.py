@@ -356,7 +356,9 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
             total += loss.item() * n
             abs_err += float((pred.detach().float() - target).abs().sum())
             count += n
-            bar.set_postfix(loss=f"{total / count:.4f}", mae=f"{abs_err / count:.3f}")
+            bar.set_postfix(
+                loss=f"{total / count:.4f}", mae=f"{abs_err / count:.3f}", refresh=False
+            )
         if not per_batch:
             scheduler.step()  # after the epoch: epoch 0 runs at the initial LR, then it decays
 
