@@ -1,0 +1,369 @@
+"""Every registered SSL method (SPEC.md Phase 2): a few optimisation steps on tiny tensors
+move the student, give finite losses with the unsupervised term active, and leave g_phi
+bit-identical; plus known-answer checks of the pieces each method adds."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pytest
+import torch
+
+import training.methods  # noqa: F401 - registers every method
+from data.vqm_generator import VQMConfig
+from models.quality_predictor import QualityPredictor, QualityPredictorConfig, quality_checkpoint
+from models.seg_models import create_seg_model
+from training.methods.base import METHODS, Batch, FeatureNet, SSLMethod, StepInfo, get_method
+from training.methods.contrastive import pixel_info_nce
+from training.methods.cps import CrossPseudoSupervision
+from training.methods.ict import InterpolationConsistency, mix
+from training.methods.mean_teacher import (
+    MeanTeacher,
+    binary_entropy,
+    certain_pixels,
+    consistency_loss,
+    uncertainty_threshold,
+)
+from training.methods.quality import QualityScorer, quality_weights, weighted_mean
+
+SIZE = 32
+ACTIVE = StepInfo(step=0, epoch=20.0, lam=0.5, ramp=0.5)  # unsupervised term switched on
+EXPECTED = {
+    "ours_qar": "QAR",
+    "ours_pl_qw": "PL-QW",
+    "supervised": "SUP",
+    "pseudo_label": "PL-T",
+    "pseudo_label_sample_reweighting": "PL-C",
+    "mean_teacher": "MT",
+    "ua_mt": "UA-MT",
+    "mean_teacher_quality": "MT-QW",
+    "ict": "ICT",
+    "ict_quality": "ICT-QW",
+    "cps": "CPS",
+    "cps_quality_weighted": "CPS-QW",
+    "contrastive": "CL",
+    "contrastive_quality": "CL-QW",
+}
+# An untrained teacher's mean confidence (about 0.8 here) never reaches PL-C's 0.9: lower it
+# so that the sample-weighted term is active in the step test.
+STEP_TEST_FLAGS = {"pseudo_label_sample_reweighting": ("--confidence_threshold", "0.5")}
+
+
+# --------------------------------------------------------------------------------------
+# Tiny building blocks
+# --------------------------------------------------------------------------------------
+
+
+def tiny_net(seed: int) -> FeatureNet:
+    """A U-Net++ on timm's tiny test_resnet encoder (0.8 M parameters), as the loop wraps it.
+
+    The head is scaled so that even at init the predictions are confident in places and
+    both classes occur: thresholded pseudo-label terms then have pixels to act on.
+    """
+    torch.manual_seed(seed)
+    net = create_seg_model(
+        "unetpp",
+        encoder="tu-test_resnet",
+        encoder_weights=None,
+        image_size=SIZE,
+        decoder_channels=(32, 16, 8, 8, 8),
+    )
+    with torch.no_grad():
+        net.segmentation_head[0].weight.mul_(10.0)
+    return FeatureNet(net)
+
+
+def method_args(cls: type[SSLMethod], *argv: str) -> argparse.Namespace:
+    """The loop-level flags the base class reads, plus the method's own, parsed for real."""
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    parser.add_argument("--ema_decay", type=float, default=0.999)
+    parser.add_argument("--ema_initial_decay", type=float, default=0.5)
+    parser.add_argument("--ema_warmup_steps", type=int, default=1000)
+    cls.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory) -> QualityScorer:
+    """A real (untrained, tiny) g_phi written as a Phase 1 checkpoint and loaded frozen."""
+    torch.manual_seed(0)
+    model = QualityPredictor(QualityPredictorConfig(backbone="test_resnet"))
+    path = tmp_path_factory.mktemp("g_phi") / "g_phi.pth"
+    torch.save(quality_checkpoint(model, image_size=SIZE, vqm_config=VQMConfig().to_dict()), path)
+    return QualityScorer(path, torch.device("cpu"), image_size=SIZE)
+
+
+def make_method(
+    cls: type[SSLMethod], scorer: QualityScorer, *argv: str, seeds: tuple[int, ...] = ()
+) -> SSLMethod:
+    # Network k gets seed 1000 k, as the loop's build_networks does.
+    seeds = seeds or tuple(1000 * k for k in range(cls.num_networks))
+    nets = [tiny_net(s) for s in seeds]
+    return cls(method_args(cls, *argv), nets, scorer if cls.uses_quality else None)
+
+
+def make_batch(seed: int = 0, n_l: int = 2, n_u: int = 4, unlabeled: bool = True) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    x_l = torch.randn(n_l, 3, SIZE, SIZE, generator=g)
+    yy, xx = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    radius = torch.tensor([6.0, 10.0])[torch.arange(n_l) % 2].view(-1, 1, 1, 1)
+    y_l = (((yy - SIZE / 2) ** 2 + (xx - SIZE / 2) ** 2) < radius**2).float().expand(n_l, 1, -1, -1)
+    x_u = torch.randn(n_u, 3, SIZE, SIZE, generator=g) if unlabeled else None
+    return Batch(x_l, y_l.contiguous(), x_u)
+
+
+def flat_params(net: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+
+def unsup_term(logs: dict) -> torch.Tensor:
+    return logs["loss_unsup"] if "loss_unsup" in logs else logs["loss_qar"]
+
+
+# --------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------
+
+
+def test_registry_has_all_fourteen_methods():
+    assert {name: cls.acronym for name, cls in METHODS.items()} == EXPECTED
+    assert [n for n, c in METHODS.items() if not c.needs_unlabeled] == ["supervised"]
+    assert [n for n, c in METHODS.items() if c.num_networks != 1] == [
+        "cps",
+        "cps_quality_weighted",
+    ]
+    quality = {n for n, c in METHODS.items() if c.uses_quality}
+    assert quality == {n for n in EXPECTED if n.startswith("ours") or "quality" in n}
+
+
+def test_get_method_by_name_or_acronym():
+    assert get_method("MT") is MeanTeacher
+    assert get_method("mean_teacher") is MeanTeacher
+    assert get_method("ua-mt") is METHODS["ua_mt"]
+    with pytest.raises(ValueError, match="unknown method 'nope'") as err:
+        get_method("nope")
+    for name, acronym in EXPECTED.items():
+        assert name in str(err.value) and acronym in str(err.value)
+
+
+def test_flag_defaults_match_the_release():
+    defaults = {
+        "pseudo_label": {"confidence_threshold": 0.9},
+        "pseudo_label_sample_reweighting": {
+            "confidence_threshold": 0.9,
+            "confidence_temperature": 2.0,
+        },
+        "mean_teacher": {
+            "consistency_type": "mse",
+            "teacher_noise_std": 0.1,
+            "teacher_noise_clip": 0.2,
+        },
+        "ua_mt": {"uamt_passes": 8, "uamt_noise_std": 0.1, "uamt_noise_clip": 0.2},
+        "mean_teacher_quality": {"quality_threshold": 0.5, "quality_temperature": 2.0},
+        "ict": {"ict_alpha": 1.0},
+        "ict_quality": {"ict_alpha": 1.0, "quality_threshold": 0.5},
+        "cps_quality_weighted": {"quality_threshold": 0.5, "quality_temperature": 2.0},
+        "contrastive": {
+            "confidence_threshold": 0.9,
+            "lambda_contrast": 0.1,
+            "contrast_temperature": 0.1,
+            "num_negatives": 256,
+        },
+        "contrastive_quality": {"lambda_contrast": 0.1, "quality_threshold": 0.5},
+    }
+    for name, expected in defaults.items():
+        args = vars(method_args(METHODS[name]))
+        assert {k: args[k] for k in expected} == expected, name
+
+
+def test_method_flags_fit_the_training_script():
+    """Every method's flags join the loop's parser without a clash."""
+    train_semisup = pytest.importorskip("training.train_semisup")
+    for cls in METHODS.values():
+        train_semisup.build_parser(cls)
+
+
+# --------------------------------------------------------------------------------------
+# Every method: two steps
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_two_steps_train_the_student_and_leave_g_phi_alone(name, scorer):
+    cls = METHODS[name]
+    torch.manual_seed(0)
+    method = make_method(cls, scorer, *STEP_TEST_FLAGS.get(name, ()))
+    params = [p for net in method.networks for p in net.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    before = [flat_params(net) for net in method.networks]
+    g_phi_before = scorer.parameters_snapshot()
+    for step in range(2):
+        batch = make_batch(seed=step, unlabeled=cls.needs_unlabeled)
+        for net in method.networks:
+            net.train()
+        optimizer.zero_grad()
+        loss, logs = method.train_step(batch, ACTIVE)
+        assert loss.ndim == 0 and torch.isfinite(loss)
+        assert all(math.isfinite(float(v)) for v in logs.values()), logs
+        assert "loss_sup" in logs
+        if cls.needs_unlabeled:
+            assert float(unsup_term(logs)) > 0, f"{name}: the unsupervised term is inactive"
+        loss.backward()
+        optimizer.step()
+        method.after_step(step)
+    for net, old in zip(method.networks, before):
+        assert not torch.equal(flat_params(net), old), f"{name}: a network did not train"
+    g_phi_after = scorer.parameters_snapshot()
+    assert all(torch.equal(a, b) for a, b in zip(g_phi_before, g_phi_after))
+    assert all(p.grad is None for p in scorer.model.parameters())
+    if cls.uses_quality and name != "ours_qar":
+        assert "mean_quality" in logs and "kept_fraction" in logs
+    state = method.state_dict()
+    assert len(state["networks"]) == cls.num_networks
+    assert ("teacher" in state) == cls.uses_teacher
+
+
+# --------------------------------------------------------------------------------------
+# The paper's methods and the shared quality weighting
+# --------------------------------------------------------------------------------------
+
+
+def test_qar_gradient_reaches_the_student_through_g_phi(scorer):
+    method = make_method(METHODS["ours_qar"], scorer)
+    method.supervised = lambda logits, batch: logits.sum() * 0.0  # L_sup excluded
+    loss, _ = method.train_step(make_batch(), ACTIVE)
+    loss.backward()  # lambda * L_qar: only the path through g_phi
+    grads = [p.grad for p in method.student.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None for p in scorer.model.parameters())
+
+
+def test_quality_weights_and_empty_normalised_mean(scorer):
+    q = torch.tensor([0.2, 0.49, 0.5, 0.8, 1.0])
+    expected = torch.tensor([0.0, 0.0, 0.25, 0.64, 1.0])
+    torch.testing.assert_close(quality_weights(q, 0.5, 2.0), expected)
+    per_sample = torch.rand(5, requires_grad=True)
+    empty = weighted_mean(per_sample, torch.zeros(5))
+    assert empty.item() == 0.0
+    empty.backward()  # graph-connected
+    # PL-QW with a threshold no quality reaches keeps nothing: its term is exactly 0.
+    method = make_method(METHODS["ours_pl_qw"], scorer, "--quality_threshold", "1.01")
+    _, logs = method.train_step(make_batch(), ACTIVE)
+    assert float(logs["loss_unsup"]) == 0.0 and float(logs["kept_fraction"]) == 0.0
+
+
+def test_pl_c_weights_come_from_confidence(scorer):
+    method = make_method(METHODS["pseudo_label_sample_reweighting"], scorer)
+    batch = make_batch()
+    p_t = method.teacher_probs(batch.x_u)
+    c = torch.maximum(p_t, 1 - p_t).flatten(1).mean(1)
+    _, logs = method.train_step(batch, ACTIVE)
+    torch.testing.assert_close(logs["mean_confidence"], c.mean())
+    assert float(logs["kept_fraction"]) == float((c >= 0.9).float().mean())
+
+
+@pytest.mark.parametrize("name", ["pseudo_label", "contrastive", "contrastive_quality"])
+def test_no_confident_pixel_gives_a_zero_pseudo_label_term(name, scorer):
+    method = make_method(METHODS[name], scorer, "--confidence_threshold", "1.01")
+    loss, logs = method.train_step(make_batch(), ACTIVE)
+    assert float(logs["kept_pixel_fraction"]) == 0.0
+    assert float(logs.get("loss_pl", logs["loss_unsup"])) == 0.0
+    if name != "pseudo_label":  # labeled pixels still give both classes to contrast
+        assert float(logs["loss_contrast"]) > 0
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+# --------------------------------------------------------------------------------------
+# Teacher-based baselines
+# --------------------------------------------------------------------------------------
+
+
+def test_ema_teacher_moves_toward_the_student(scorer):
+    method = make_method(MeanTeacher, scorer)
+    optimizer = torch.optim.AdamW(method.student.parameters(), lr=1e-2)
+    loss, _ = method.train_step(make_batch(), ACTIVE)
+    loss.backward()
+    optimizer.step()
+    teacher_before = flat_params(method.teacher.model)
+    gap_before = (teacher_before - flat_params(method.student)).norm()
+    assert gap_before > 0
+    method.after_step(0)  # decay 0.5 at step 0
+    gap_after = (flat_params(method.teacher.model) - flat_params(method.student)).norm()
+    torch.testing.assert_close(gap_after, 0.5 * gap_before)
+
+
+def test_uamt_uncertainty_threshold_tightens_early():
+    assert binary_entropy(torch.tensor([0.0, 1.0])).tolist() == [0.0, 0.0]
+    torch.testing.assert_close(binary_entropy(torch.tensor(0.5)), torch.tensor(math.log(2)))
+    assert uncertainty_threshold(0.0) == pytest.approx(0.75 * math.log(2))
+    assert uncertainty_threshold(1.0) == pytest.approx(math.log(2))
+    probs = torch.linspace(0.0, 1.0, 101).view(1, 1, 1, -1)
+    early, late = certain_pixels(probs, 0.0), certain_pixels(probs, 1.0)
+    assert early.sum() < late.sum()
+    assert torch.all(early <= late)  # the early mask is a subset of the late one
+    assert early[..., 50] == 0 and late[..., 0] == 1  # 0.5 never kept, 0 always
+
+
+def test_ict_with_lam_one_is_plain_consistency(scorer):
+    method = make_method(InterpolationConsistency, scorer)
+    batch = make_batch()
+    n = len(batch.x_u)
+    method.sample_mix = lambda n, device: (1.0, torch.arange(n - 1, -1, -1))
+    _, logs = method.train_step(batch, ACTIVE)
+    with torch.no_grad():
+        _, logits_u = method.student_forward(batch)  # train mode: same batch statistics
+        expected = consistency_loss("mse", torch.sigmoid(logits_u), method.teacher_probs(batch.x_u))
+    torch.testing.assert_close(logs["loss_unsup"], expected)
+    a = torch.arange(n, dtype=torch.float32)
+    perm = torch.tensor([1, 0, 3, 2])
+    torch.testing.assert_close(mix(a, perm, 0.25), 0.25 * a + 0.75 * a[perm])
+
+
+# --------------------------------------------------------------------------------------
+# CPS
+# --------------------------------------------------------------------------------------
+
+
+def test_cps_networks_differ_at_init_and_disagree(scorer):
+    method = make_method(CrossPseudoSupervision, scorer)
+    net_a, net_b = method.networks
+    assert not torch.equal(flat_params(net_a), flat_params(net_b))
+    assert method.eval_model() is net_a.net  # network A, unwrapped
+    _, logs = method.train_step(make_batch(), ACTIVE)
+    assert float(logs["disagreement"]) > 0
+    twins = make_method(CrossPseudoSupervision, scorer, seeds=(0, 0))
+    _, logs = twins.train_step(make_batch(), ACTIVE)
+    assert float(logs["disagreement"]) == 0.0  # identical peers: no cross signal
+
+
+# --------------------------------------------------------------------------------------
+# Contrastive
+# --------------------------------------------------------------------------------------
+
+
+def test_pixel_info_nce_prefers_separated_classes():
+    torch.manual_seed(0)
+    labels = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    keep = torch.ones_like(labels)
+    centres = torch.eye(8)[:2].view(2, 8, 1, 1)  # class c -> unit vector e_c
+    separated = torch.where(labels.bool(), centres[1], centres[0])
+    separated = separated + 0.05 * torch.randn_like(separated)
+    mixed = torch.randn(2, 8, 8, 8)
+    loss_sep, logs = pixel_info_nce(separated, labels, keep, 0.1, 16, 32)
+    loss_mix, _ = pixel_info_nce(mixed, labels, keep, 0.1, 16, 32)
+    assert float(loss_sep) < 0.01 < float(loss_mix)
+    assert logs["contrast_anchors"] == 32.0  # 16 per class
+
+
+def test_pixel_info_nce_is_zero_without_both_classes():
+    features = torch.randn(2, 4, 8, 8, requires_grad=True)
+    labels = torch.ones(2, 1, 8, 8)
+    loss, _ = pixel_info_nce(features, labels, torch.ones_like(labels))
+    assert loss.item() == 0.0
+    loss.backward()  # graph-connected
+    labels[0, 0, 0, 0] = 0  # a background pixel exists, but is not kept
+    keep = torch.ones_like(labels)
+    keep[0, 0, 0, 0] = 0
+    assert float(pixel_info_nce(features, labels, keep)[0]) == 0.0

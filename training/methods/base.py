@@ -1,0 +1,206 @@
+"""The common interface of every semi-supervised method, and the name registry.
+
+One training loop (training/train_semisup.py) owns data, optimiser, schedules, mixed
+precision, evaluation and checkpoints; a method only says what it computes in one step
+(USB's design): `train_step(batch, info) -> (loss, logs)`. Methods register under the
+release's names (`supervised`, `mean_teacher`, ..., `ours_qar`) and declare their own
+command-line flags and their lambda schedule defaults (SPEC.md Phase 2).
+
+Conventions:
+- Networks output logits (B, 1, H, W); probabilities are sigmoid(logits).
+- Every network forward goes through the (possibly DDP-wrapped) network object; when a
+  method needs decoder features it calls `net(x, features=True)` (see `FeatureNet`), so
+  DistributedDataParallel sees every forward that produces gradients.
+- The student sees labeled and unlabeled images in one forward (one concatenated batch),
+  which is faster and keeps DDP to one forward per backward.
+- Losses are computed in float32 (training/losses.py casts) under the loop's autocast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from models.ema import EMATeacher
+from training.losses import dice_ce_loss
+
+# Lambda schedule defaults (initial, final, warmup epochs, ramp-up epochs), SPEC.md.
+BASELINE_LAMBDA = (0.0, 0.25, 15, 30)
+QAR_LAMBDA = (0.0, 0.01, 30, 40)
+
+
+class FeatureNet(nn.Module):
+    """A segmentation network whose forward can also return decoder features.
+
+    DDP only synchronises gradients of computations that went through its `forward`; this
+    adapter routes `forward_features` through `forward(x, features=True)`.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self, x: torch.Tensor, features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        return self.net.forward_features(x) if features else self.net(x)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training step's data on the device: normalised images, float {0, 1} masks."""
+
+    x_l: torch.Tensor  # (B_l, 3, H, W) labeled images
+    y_l: torch.Tensor  # (B_l, 1, H, W) their masks
+    x_u: torch.Tensor | None  # (B_u, 3, H, W) unlabeled images (weak view), or None
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Where training stands: global step, fractional epoch, lambda(t) and its ramp."""
+
+    step: int
+    epoch: float
+    lam: float
+    ramp: float  # lambda(t) / lambda_final in [0, 1] (UA-MT's threshold schedule)
+
+
+Logs = dict[str, float]
+
+
+class SSLMethod:
+    """Base class: supervised DiceCE on the labeled batch, nothing on the unlabeled one."""
+
+    name: ClassVar[str] = ""
+    acronym: ClassVar[str] = ""
+    needs_unlabeled: ClassVar[bool] = True
+    uses_quality: ClassVar[bool] = False
+    uses_teacher: ClassVar[bool] = False
+    num_networks: ClassVar[int] = 1
+    lambda_defaults: ClassVar[tuple[float, float, float, float]] = BASELINE_LAMBDA
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Declare this method's own flags (called only for the selected method)."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        networks: list[nn.Module],
+        quality: Any | None = None,
+    ) -> None:
+        if len(networks) != self.num_networks:
+            raise ValueError(
+                f"{self.name} trains {self.num_networks} network(s), got {len(networks)}"
+            )
+        if self.uses_quality and quality is None:
+            raise ValueError(f"{self.name} needs g_phi: pass --mq_checkpoint")
+        self.args = args
+        self.networks = networks
+        self.student = networks[0]
+        self.quality = quality
+        self.teacher: EMATeacher | None = None
+        if self.uses_teacher:
+            self.teacher = EMATeacher(
+                _unwrap(self.student),
+                final_decay=args.ema_decay,
+                initial_decay=args.ema_initial_decay,
+                warmup_steps=args.ema_warmup_steps,
+            )
+
+    # ----------------------------------------------------------------------------------
+    # What a method defines
+    # ----------------------------------------------------------------------------------
+
+    def train_step(self, batch: Batch, info: StepInfo) -> tuple[torch.Tensor, Logs]:
+        """The loss of one step and the scalars to log. Base: supervised only."""
+        logits_l = self.student(batch.x_l)
+        loss_sup = dice_ce_loss(logits_l, batch.y_l)
+        return loss_sup, {"loss_sup": loss_sup.detach()}
+
+    # ----------------------------------------------------------------------------------
+    # Shared pieces
+    # ----------------------------------------------------------------------------------
+
+    def student_forward(self, batch: Batch, x_u: torch.Tensor | None = None, net=None):
+        """One forward of `net` (the student) over labeled + unlabeled images.
+
+        Returns (logits_l, logits_u); `x_u` defaults to the batch's unlabeled images.
+        """
+        net = net or self.student
+        x_u = batch.x_u if x_u is None else x_u
+        logits = net(torch.cat([batch.x_l, x_u], dim=0))
+        return logits[: len(batch.x_l)], logits[len(batch.x_l) :]
+
+    def supervised(self, logits_l: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Eqn 4: DiceCE on the labeled batch."""
+        return dice_ce_loss(logits_l, batch.y_l)
+
+    @torch.no_grad()
+    def teacher_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """EMA teacher probabilities (no gradient)."""
+        return torch.sigmoid(self.teacher(x).float())
+
+    def after_step(self, step: int) -> None:
+        """Called after each optimiser step: update the EMA teacher."""
+        if self.teacher is not None:
+            self.teacher.update(_unwrap(self.student), step)
+
+    def eval_model(self) -> nn.Module:
+        """The network that is validated, selected and tested (the student)."""
+        return _unwrap(self.student)
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"networks": [_unwrap(n).state_dict() for n in self.networks]}
+        if self.teacher is not None:
+            state["teacher"] = self.teacher.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for net, sd in zip(self.networks, state["networks"]):
+            _unwrap(net).load_state_dict(sd)
+        if self.teacher is not None and "teacher" in state:
+            self.teacher.load_state_dict(state["teacher"])
+
+
+def _unwrap(net: nn.Module) -> nn.Module:
+    """The bare segmentation network inside DDP and FeatureNet wrappers."""
+    if hasattr(net, "module"):
+        net = net.module
+    if isinstance(net, FeatureNet):
+        net = net.net
+    return net
+
+
+# --------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------
+
+METHODS: dict[str, type[SSLMethod]] = {}
+
+
+def register(cls: type[SSLMethod]) -> type[SSLMethod]:
+    """Class decorator: register a method under its `name`."""
+    if not cls.name or not cls.acronym:
+        raise ValueError(f"{cls.__name__} needs a name and an acronym")
+    if cls.name in METHODS:
+        raise ValueError(f"method {cls.name!r} registered twice")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[SSLMethod]:
+    """Look a method up by name (or acronym); an unknown one lists the valid names."""
+    from training import methods as _  # noqa: F401 - importing the package registers all
+
+    if name in METHODS:
+        return METHODS[name]
+    by_acronym = {cls.acronym.lower(): cls for cls in METHODS.values()}
+    if name.lower() in by_acronym:
+        return by_acronym[name.lower()]
+    valid = ", ".join(f"{n} ({c.acronym})" for n, c in METHODS.items())
+    raise ValueError(f"unknown method {name!r}; valid: {valid}")

@@ -1,0 +1,118 @@
+"""Interpolation consistency baselines ICT and ICT-QW (SPEC.md Phase 2, Baselines).
+
+ICT (Verma et al. 2019): the student's prediction on a mix of two unlabeled images should
+equal the same mix of the EMA teacher's predictions on the two images. ICT-QW weights each
+mixed sample by the same mix of the two images' quality weights (Eqn 7).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from training.methods.base import Batch, Logs, SSLMethod, StepInfo, register
+from training.methods.mean_teacher import add_consistency_type_argument, consistency_loss
+from training.methods.ours import add_quality_weight_arguments
+from training.methods.quality import quality_weights, weight_logs, weighted_mean
+
+
+def mix(a: torch.Tensor, perm: torch.Tensor, lam_mix: float) -> torch.Tensor:
+    """lam a + (1 - lam) a[perm] (images, probabilities or per-sample weights)."""
+    return lam_mix * a + (1.0 - lam_mix) * a[perm]
+
+
+@register
+class InterpolationConsistency(SSLMethod):
+    """ICT (Verma et al. 2019): L = L_sup + lambda(t) * D(p_s(x_mix), mix(p_t)).
+
+    One lam_mix ~ Beta(alpha, alpha) (--ict_alpha 1, i.e. uniform) and one random
+    permutation pi of the unlabeled batch per step:
+      x_mix = lam_mix x_u + (1 - lam_mix) x_u[pi],
+      target = lam_mix p_t + (1 - lam_mix) p_t[pi],  p_t = sigmoid(f_ema(x_u)) (no noise:
+      the mixing is the perturbation),
+    D the pixel-mean MSE (or KL, --consistency_type) between sigmoid(f_theta(x_mix)) and
+    the target. Mixing a batch with a permutation of itself stands in for the paper's
+    two unlabeled batches: the same pairs in distribution, at half the data loading.
+    lam_mix and pi come from torch's global CPU RNG, which the loop seeds.
+    """
+
+    name = "ict"
+    acronym = "ICT"
+    uses_teacher = True
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--ict_alpha", type=float, default=1.0, help="lam_mix ~ Beta(alpha, alpha)"
+        )
+        add_consistency_type_argument(parser)
+
+    def sample_mix(self, n: int, device: torch.device) -> tuple[float, torch.Tensor]:
+        """(lam_mix, permutation of n) for this step."""
+        alpha = torch.tensor(float(self.args.ict_alpha))
+        lam_mix = float(torch.distributions.Beta(alpha, alpha).sample())
+        return lam_mix, torch.randperm(n).to(device)
+
+    def unsupervised(
+        self,
+        batch: Batch,
+        p_s: torch.Tensor,
+        target: torch.Tensor,
+        p_t: torch.Tensor,
+        lam_mix: float,
+        perm: torch.Tensor,
+    ) -> tuple[torch.Tensor, Logs]:
+        """Consistency of the student on the mix with the mixed teacher target."""
+        return consistency_loss(self.args.consistency_type, p_s, target), {}
+
+    def train_step(self, batch: Batch, info: StepInfo) -> tuple[torch.Tensor, Logs]:
+        lam_mix, perm = self.sample_mix(len(batch.x_u), batch.x_u.device)
+        p_t = self.teacher_probs(batch.x_u)
+        target = mix(p_t, perm, lam_mix)
+        logits_l, logits_mix = self.student_forward(batch, x_u=mix(batch.x_u, perm, lam_mix))
+        loss_sup = self.supervised(logits_l, batch)
+        loss_u, u_logs = self.unsupervised(
+            batch, torch.sigmoid(logits_mix.float()), target, p_t, lam_mix, perm
+        )
+        loss = loss_sup + info.lam * loss_u
+        return loss, {
+            "loss_sup": loss_sup.detach(),
+            "loss_unsup": loss_u.detach(),
+            "lam_mix": lam_mix,
+            **u_logs,
+        }
+
+
+@register
+class InterpolationConsistencyQuality(InterpolationConsistency):
+    """ICT-QW: ICT with mixed sample j weighted by lam_mix w_j + (1 - lam_mix) w_pi(j).
+
+    w = q^T 1[q >= tau] (Eqn 7) with q = g_phi(x_u (+) 1[p_t > 0.5]) on the two unmixed
+    images (no gradient); L_u = sum_j w^mix_j D_j / sum_j w^mix_j (Eqn 8, 0 when all are 0),
+    D_j the per-sample consistency of mixed sample j; L = L_sup + lambda(t) L_u.
+    """
+
+    name = "ict_quality"
+    acronym = "ICT-QW"
+    uses_quality = True
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_arguments(parser)
+        add_quality_weight_arguments(parser)
+
+    def unsupervised(
+        self,
+        batch: Batch,
+        p_s: torch.Tensor,
+        target: torch.Tensor,
+        p_t: torch.Tensor,
+        lam_mix: float,
+        perm: torch.Tensor,
+    ) -> tuple[torch.Tensor, Logs]:
+        q = self.quality(batch.x_u, (p_t > 0.5).float())
+        w = quality_weights(q, self.args.quality_threshold, self.args.quality_temperature)
+        w_mix = mix(w, perm, lam_mix)
+        per_sample = consistency_loss(self.args.consistency_type, p_s, target, per_sample=True)
+        return weighted_mean(per_sample, w_mix), weight_logs(q, w)

@@ -1,0 +1,216 @@
+"""Mean-teacher baselines MT, UA-MT and MT-QW (SPEC.md Phase 2, Baselines; reference choices).
+
+All three pull the student's probabilities on the unlabeled weak view towards those of the
+EMA teacher (Tarvainen & Valpola 2017) fed a noisy copy of the same images; they differ in
+which pixels or samples count:
+- MT: every pixel, MSE (or KL) consistency.
+- UA-MT (Yu et al. 2019): pixels where the teacher is certain under input noise.
+- MT-QW: every pixel, samples weighted by g_phi on the teacher's hard labels (Eqns 7-8).
+
+The consistency helpers are shared with ICT (training/methods/ict.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.losses import kl_consistency, mse_consistency
+from training.methods.base import Batch, Logs, SSLMethod, StepInfo, register
+from training.methods.ours import add_quality_weight_arguments
+from training.methods.quality import quality_weights, weight_logs, weighted_mean
+
+CONSISTENCY_LOSSES = {"mse": mse_consistency, "kl": kl_consistency}
+
+
+def add_consistency_type_argument(parser: argparse.ArgumentParser) -> None:
+    """--consistency_type mse|kl (the release's CONSISTENCY_TYPE, mse)."""
+    parser.add_argument(
+        "--consistency_type",
+        choices=sorted(CONSISTENCY_LOSSES),
+        default="mse",
+        help="distance between student and teacher probabilities",
+    )
+
+
+def consistency_loss(
+    kind: str,
+    p_student: torch.Tensor,
+    p_teacher: torch.Tensor,
+    pixel_weight: torch.Tensor | None = None,
+    per_sample: bool = False,
+) -> torch.Tensor:
+    """MSE or KL consistency between sigmoid probabilities (training/losses.py)."""
+    return CONSISTENCY_LOSSES[kind](
+        p_student, p_teacher, pixel_weight=pixel_weight, per_sample=per_sample
+    )
+
+
+def add_noise(x: torch.Tensor, std: float, clip: float) -> torch.Tensor:
+    """x + clip(N(0, std^2), -clip, clip): MT's teacher input noise, in normalised units."""
+    return x + (torch.randn_like(x) * std).clamp(-clip, clip)
+
+
+def binary_entropy(p: torch.Tensor) -> torch.Tensor:
+    """-(p ln p + (1 - p) ln(1 - p)) in nats; 0 at p in {0, 1}, ln 2 at p = 0.5."""
+    p = p.float()
+    return -(torch.xlogy(p, p) + torch.xlogy(1.0 - p, 1.0 - p))
+
+
+def uncertainty_threshold(ramp: float) -> float:
+    """Yu et al. 2019: (0.75 + 0.25 ramp(t)) ln 2, from strict to (almost) keep-all."""
+    return (0.75 + 0.25 * ramp) * math.log(2.0)
+
+
+def certain_pixels(mean_probs: torch.Tensor, ramp: float) -> torch.Tensor:
+    """Float mask of the pixels whose entropy of the mean teacher probability is below the
+    threshold at this point of the ramp."""
+    return (binary_entropy(mean_probs) < uncertainty_threshold(ramp)).float()
+
+
+@register
+class MeanTeacher(SSLMethod):
+    """MT (Tarvainen & Valpola 2017): L = L_sup + lambda(t) * D(p_s, p_t) over all pixels.
+
+    p_s = sigmoid(f_theta(x_u)); p_t = sigmoid(f_ema(x_u + n)), n = clip(N(0, sigma^2),
+    -c, c) with sigma = --teacher_noise_std 0.1, c = --teacher_noise_clip 0.2 (normalised
+    image units, as in Yu et al.'s reference code); D = mean squared error of the
+    probabilities (--consistency_type mse) or their KL divergence (kl), mean over pixels.
+    """
+
+    name = "mean_teacher"
+    acronym = "MT"
+    uses_teacher = True
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        add_consistency_type_argument(parser)
+        parser.add_argument(
+            "--teacher_noise_std",
+            type=float,
+            default=0.1,
+            help="std of the teacher's Gaussian input noise",
+        )
+        parser.add_argument(
+            "--teacher_noise_clip", type=float, default=0.2, help="the noise is clipped to +- this"
+        )
+
+    def teacher_target(
+        self, x_u: torch.Tensor, info: StepInfo
+    ) -> tuple[torch.Tensor, torch.Tensor | None, Logs]:
+        """(teacher probabilities, pixel mask or None, logs) for the consistency term."""
+        noisy = add_noise(x_u, self.args.teacher_noise_std, self.args.teacher_noise_clip)
+        return self.teacher_probs(noisy), None, {}
+
+    def unsupervised(
+        self, batch: Batch, p_s: torch.Tensor, p_t: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, Logs]:
+        """The consistency term and its logs (MT-QW weights it per sample)."""
+        return consistency_loss(self.args.consistency_type, p_s, p_t, mask), {}
+
+    def train_step(self, batch: Batch, info: StepInfo) -> tuple[torch.Tensor, Logs]:
+        p_t, mask, logs = self.teacher_target(batch.x_u, info)
+        logits_l, logits_u = self.student_forward(batch)
+        loss_sup = self.supervised(logits_l, batch)
+        loss_u, u_logs = self.unsupervised(batch, torch.sigmoid(logits_u.float()), p_t, mask)
+        loss = loss_sup + info.lam * loss_u
+        return loss, {
+            "loss_sup": loss_sup.detach(),
+            "loss_unsup": loss_u.detach(),
+            **logs,
+            **u_logs,
+        }
+
+
+@register
+class UncertaintyAwareMeanTeacher(MeanTeacher):
+    """UA-MT (Yu et al. 2019): MT restricted to pixels the teacher is certain about.
+
+    The teacher sees T = --uamt_passes (8) noisy copies of x_u, n_k = clip(N(0, 0.1^2),
+    +-0.2) (--uamt_noise_std, --uamt_noise_clip); u = H(mean_k p_t^k) is the binary
+    entropy (nats) of their mean. A pixel counts when u < (0.75 + 0.25 ramp(t)) ln 2, with
+    ramp(t) = lambda(t) / lambda_final (the shared schedule's ramp). As in Yu et al.'s code
+    the target is one further noisy teacher pass p_t^0, and
+      L_u = sum_i m_i (p_s,i - p_t,i^0)^2 / sum_i m_i   (0 when no pixel is kept;
+      KL in place of the squared error with --consistency_type kl),
+      L = L_sup + lambda(t) L_u.
+    All T + 1 passes are one batched teacher forward (the teacher is in eval mode, so the
+    result equals T + 1 separate forwards).
+    """
+
+    name = "ua_mt"
+    acronym = "UA-MT"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        add_consistency_type_argument(parser)
+        parser.add_argument(
+            "--uamt_passes",
+            type=int,
+            default=8,
+            help="noisy teacher passes T for the uncertainty estimate",
+        )
+        parser.add_argument(
+            "--uamt_noise_std",
+            type=float,
+            default=0.1,
+            help="std of the Gaussian input noise of each pass",
+        )
+        parser.add_argument(
+            "--uamt_noise_clip", type=float, default=0.2, help="the noise is clipped to +- this"
+        )
+
+    def __init__(
+        self, args: argparse.Namespace, networks: list[nn.Module], quality: Any | None = None
+    ) -> None:
+        if args.uamt_passes < 1:
+            raise ValueError(f"--uamt_passes must be >= 1, got {args.uamt_passes}")
+        super().__init__(args, networks, quality)
+
+    def teacher_target(
+        self, x_u: torch.Tensor, info: StepInfo
+    ) -> tuple[torch.Tensor, torch.Tensor | None, Logs]:
+        passes = self.args.uamt_passes
+        repeated = x_u.repeat(passes + 1, 1, 1, 1)  # pass-major: [pass 0 | pass 1 | ...]
+        noisy = add_noise(repeated, self.args.uamt_noise_std, self.args.uamt_noise_clip)
+        probs = self.teacher_probs(noisy).view(passes + 1, *x_u.shape[:1], 1, *x_u.shape[2:])
+        target, mean_probs = probs[0], probs[1:].mean(0)
+        mask = certain_pixels(mean_probs, info.ramp)
+        logs = {
+            "kept_pixel_fraction": mask.mean(),
+            "uncertainty_threshold": uncertainty_threshold(info.ramp),
+        }
+        return target, mask, logs
+
+
+@register
+class MeanTeacherQuality(MeanTeacher):
+    """MT-QW: MT with the consistency of sample j weighted by g_phi (Eqns 7-8).
+
+    y^_j = 1[p_t,j > 0.5] are the hard labels of the (noisy-input) teacher target itself, so
+    g_phi judges the very prediction the student is pulled towards; q_j = g_phi(x_u_j (+)
+    y^_j) without gradient; w_j = q_j^T 1[q_j >= tau] (tau 0.5, T 2);
+      L_u = sum_j w_j D_j / sum_j w_j  (0 when every w_j is 0),
+    D_j the per-sample MSE (or KL) of sample j;  L = L_sup + lambda(t) L_u.
+    """
+
+    name = "mean_teacher_quality"
+    acronym = "MT-QW"
+    uses_quality = True
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_arguments(parser)
+        add_quality_weight_arguments(parser)
+
+    def unsupervised(
+        self, batch: Batch, p_s: torch.Tensor, p_t: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, Logs]:
+        q = self.quality(batch.x_u, (p_t > 0.5).float())
+        w = quality_weights(q, self.args.quality_threshold, self.args.quality_temperature)
+        per_sample = consistency_loss(self.args.consistency_type, p_s, p_t, mask, per_sample=True)
+        return weighted_mean(per_sample, w), weight_logs(q, w)

@@ -1,0 +1,85 @@
+"""The frozen quality predictor in Phase 2, and the one quality weighting all -QW methods use.
+
+- `QualityScorer` wraps g_phi (loaded from any Phase 1 checkpoint, frozen, eval mode):
+  q = g_phi(x (+) y). With `grad=True` (QAR, Eqn 5-6) gradients flow through g_phi to the
+  mask argument, i.e. to f_theta's soft prediction, while g_phi's own parameters never
+  receive gradients. When f_theta trains at another image size than g_phi was trained
+  for, images and masks are resized bilinearly to g_phi's size (differentiable) — only if
+  asked (`--mq_resize`), otherwise that is an error before training.
+- `quality_weights`: w_j = q_j^T * 1[q_j >= tau] (Eqn 7, T = 2, tau = 0.5), and
+  `weighted_mean`: sum_j w_j l_j / sum_j w_j, 0 when every weight is 0 (Eqn 8).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from models.quality_predictor import load_quality_predictor
+from training.losses import weighted_sample_mean
+
+
+def quality_weights(
+    q: torch.Tensor, threshold: float = 0.5, temperature: float = 2.0
+) -> torch.Tensor:
+    """Eqn 7: w = q^T * 1[q >= tau] (no gradient flows through the weights)."""
+    q = q.detach().float()
+    return q.pow(temperature) * (q >= threshold).float()
+
+
+def weighted_mean(per_sample: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Eqn 8: sum_j w_j l_j / sum_j w_j, exactly 0 (graph-connected) when all w_j are 0."""
+    return weighted_sample_mean(per_sample, weights)
+
+
+def weight_logs(q: torch.Tensor, w: torch.Tensor, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Mean predicted quality and the fraction of samples kept by the threshold."""
+    return {
+        f"{prefix}mean_quality": q.detach().float().mean(),
+        f"{prefix}kept_fraction": (w > 0).float().mean(),
+    }
+
+
+class QualityScorer:
+    """Frozen g_phi for Phase 2: q = g_phi(x (+) y) for normalised images and masks."""
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        device: torch.device,
+        image_size: int,
+        allow_resize: bool = False,
+    ) -> None:
+        self.model, self.meta = load_quality_predictor(checkpoint, map_location=device)
+        self.checkpoint = Path(checkpoint)
+        self.size = int(self.meta["image_size"])
+        if self.size != image_size and not allow_resize:
+            raise ValueError(
+                f"g_phi ({checkpoint}) was trained at {self.size} px but f_theta trains at "
+                f"{image_size} px (--image_size); train g_phi at {image_size} px, or pass "
+                f"--mq_resize to resize images and masks to {self.size} px for g_phi"
+            )
+        self.resize = self.size != image_size
+
+    def __call__(
+        self, images: torch.Tensor, masks: torch.Tensor, grad: bool = False
+    ) -> torch.Tensor:
+        """Predicted quality (B,) of `masks` (B, 1, H, W) in [0, 1] (soft or hard).
+
+        grad=False: no graph at all. grad=True: differentiable w.r.t. the inputs (QAR).
+        """
+        if self.resize:
+            size = (self.size, self.size)
+            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+            masks = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+        x = torch.cat([images, masks.to(images.dtype)], dim=1)
+        if grad:
+            return self.model(x).float()
+        with torch.no_grad():
+            return self.model(x).float()
+
+    def parameters_snapshot(self) -> list[torch.Tensor]:
+        """A copy of g_phi's parameters (tests check they stay bit-identical)."""
+        return [p.detach().clone() for p in self.model.parameters()]
