@@ -1,0 +1,173 @@
+"""End to end: train_semisup.py on a tiny data set, bad input, NaN losses, DDP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from data.vqm_generator import VQMConfig
+from models.quality_predictor import QualityPredictor, QualityPredictorConfig, quality_checkpoint
+from tests.conftest import REPO
+from training import train_semisup
+
+
+@pytest.fixture(scope="module")
+def gphi_ckpt(tmp_path_factory):
+    """A tiny g_phi checkpoint at 64 px (random weights; the loop only needs its format)."""
+    torch.manual_seed(0)
+    model = QualityPredictor(QualityPredictorConfig(backbone="test_resnet"))
+    path = tmp_path_factory.mktemp("gphi") / "best.pth"
+    torch.save(quality_checkpoint(model, image_size=64, vqm_config=VQMConfig().to_dict()), path)
+    return path
+
+
+def ssl_args(tiny_demo, out, method, *extra, name=None):
+    args = [
+        "--method", method, "--labeled_train_csv", str(tiny_demo["train"]),
+        "--labeled_val_csv", str(tiny_demo["val"]), "--labeled_test_csv", str(tiny_demo["test"]),
+        "--unlabeled_csv", str(tiny_demo["unlabeled"]), "--image_size", "64", "--epochs", "2",
+        "--batch_size_labeled", "4", "--batch_size_unlabeled", "4", "--encoder", "resnet18",
+        "--encoder_weights", "none", "--decoder_channels", "16", "8", "8", "8", "8",
+        "--num_workers", "0", "--output_dir", str(out), "--dataset", "tiny",
+        "--lambda_warmup", "0", "--lambda_rampup", "1", *extra,
+    ]  # fmt: skip
+    if name:
+        args += ["--experiment_name", name]
+    return args
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["supervised", "ours_pl_qw"])
+def test_two_methods_end_to_end(tiny_demo, tmp_path, gphi_ckpt, method):
+    run_dir = train_semisup.main(
+        ssl_args(tiny_demo, tmp_path, method, "--mq_checkpoint", str(gphi_ckpt))
+    )
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["method"] == method and results["model_acronym"] == "UP"
+    for metric in ("dice", "jaccard", "soft_dice", "pixel_accuracy", "f1"):
+        assert 0.0 <= results["test"][metric]["mean"] <= 1.0
+        assert results["test"][metric]["n"] == 4
+    assert results["test"]["f1"]["mean"] == pytest.approx(results["test"]["dice"]["mean"])
+    rows = list(csv.DictReader((run_dir / "summary.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert {"loss", "loss_sup", "lambda", "val_dice", "lr"} <= set(rows[0])
+    if method == "ours_pl_qw":
+        assert {"loss_unsup", "mean_quality", "kept_fraction"} <= set(rows[0])
+        assert float(rows[1]["lambda"]) > 0
+    for f in ("best.pth", "latest.pth", "args.json"):
+        assert (run_dir / f).is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--method", "nope"], "unknown method 'nope'"),
+        (["--seg_model", "unet3d"], "--seg_model 'unet3d' unknown"),
+        (["--mq_checkpoint", "/no/such/gphi.pth"], "g_phi checkpoint not found"),
+    ],
+)
+def test_bad_input_fails_before_training(tiny_demo, tmp_path, extra, message):
+    args = ssl_args(tiny_demo, tmp_path, "ours_qar", name="bad")
+    args[args.index("--method") : args.index("--method") + 2] = []
+    if "--method" not in extra:
+        args = ["--method", "ours_qar", *args]
+    with pytest.raises(SystemExit, match=message):
+        train_semisup.main([*args, *extra])
+    assert not (tmp_path / "bad" / "latest.pth").exists()
+
+
+def test_foreign_checkpoint_and_image_size_are_refused(tiny_demo, tmp_path, gphi_ckpt):
+    bare = tmp_path / "bare.pth"
+    torch.save({"weights": torch.zeros(2)}, bare)
+    with pytest.raises(SystemExit, match="not a g_phi checkpoint"):
+        train_semisup.main(ssl_args(tiny_demo, tmp_path, "ours_qar", "--mq_checkpoint", str(bare)))
+    args = ssl_args(tiny_demo, tmp_path, "ours_qar", "--mq_checkpoint", str(gphi_ckpt))
+    args[args.index("--image_size") + 1] = "32"
+    with pytest.raises(SystemExit, match=r"trained at 64 px .* --mq_resize"):
+        train_semisup.main(args)
+
+
+def test_empty_csv_and_missing_swin_weights_are_refused(tiny_demo, tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("image_path,mask_path\n")
+    args = ssl_args(tiny_demo, tmp_path, "supervised", name="e")
+    args[args.index("--labeled_train_csv") + 1] = str(empty)
+    with pytest.raises(SystemExit, match="no rows"):
+        train_semisup.main(args)
+    swin = ssl_args(
+        tiny_demo,
+        tmp_path,
+        "supervised",
+        "--seg_model",
+        "swinunet",
+        "--encoder_weights",
+        "imagenet",
+        "--swin_pretrained_path",
+        "/no/swin.pth",
+    )
+    with pytest.raises(SystemExit, match=r"/no/swin\.pth"):
+        train_semisup.main(swin)
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_naming_step_and_term_and_keeps_checkpoint(tiny_demo, tmp_path, monkeypatch):
+    from training.methods.base import METHODS
+
+    cls = METHODS["supervised"]
+    original = cls.train_step
+
+    def poisoned(self, batch, info):
+        loss, logs = original(self, batch, info)
+        if info.epoch >= 1.0:  # the second epoch goes bad
+            bad = loss * float("nan")
+            return bad, {**logs, "loss_sup": bad}
+        return loss, logs
+
+    monkeypatch.setattr(cls, "train_step", poisoned)
+    with pytest.raises(SystemExit, match=r"'loss_sup' is nan at epoch 1, step \d+"):
+        train_semisup.main(ssl_args(tiny_demo, tmp_path, "supervised", name="nan"))
+    state = torch.load(tmp_path / "nan" / "latest.pth", weights_only=False)
+    assert state["epoch"] == 0  # the last good checkpoint is intact
+    assert all(
+        torch.isfinite(v).all()
+        for v in state["method"]["networks"][0].values()
+        if v.is_floating_point()
+    )
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_match_a_single_process_run(tiny_demo, tmp_path, gphi_ckpt):
+    """torchrun with 2 gloo processes: both ranks finish, rank 0 writes, results sane."""
+    args = ssl_args(tiny_demo, tmp_path, "ours_qar", "--mq_checkpoint", str(gphi_ckpt), name="ddp")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "training.train_semisup",
+        *args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("test (4 images") == 1  # one process reports
+    ddp = json.loads((tmp_path / "ddp" / "results.json").read_text())
+    single_dir = train_semisup.main(
+        ssl_args(tiny_demo, tmp_path, "ours_qar", "--mq_checkpoint", str(gphi_ckpt), name="one")
+    )
+    single = json.loads((single_dir / "results.json").read_text())
+    assert ddp["test"].keys() == single["test"].keys()
+    for metric, stats in ddp["test"].items():
+        assert stats["n"] == single["test"][metric]["n"] == 4  # every test image, once
+        assert 0.0 <= stats["mean"] <= 1.0
+    record = json.loads((tmp_path / "ddp" / "args.json").read_text())
+    assert record["world_size"] == 2

@@ -1,0 +1,518 @@
+"""Semi-supervised training of f_theta with any registered method (SPEC.md Phase 2).
+
+    python -m training.train_semisup --method ours_qar --seg_model unetpp \
+        --labeled_train_csv train.csv --labeled_val_csv val.csv --labeled_test_csv test.csv \
+        --unlabeled_csv train_subset_5k.csv --mq_checkpoint ./checkpoints/mq/mq_PH2/best.pth \
+        --experiment_name QAR_PH2_UP --output_dir ./checkpoints/methods/PH2
+    torchrun --nproc_per_node 4 -m training.train_semisup ...     # several GPUs (DDP)
+
+The one loop of every method: AdamW (lr 1e-4, wd 1e-4), cosine annealing over the epochs
+(eta_min 1e-6) stepped after each epoch, fp16 autocast on CUDA, gradients unscaled then
+clipped to norm 1.0, the method's lambda(t) schedule (0 during warm-up, then a linear
+ramp), an epoch of max(len(labeled loader), len(unlabeled loader)) iterations with the
+shorter loader cycling, validation Dice each epoch, best-on-validation model selection,
+early stopping (patience 30), and a single test of the selected model at the end.
+
+The run folder (OUTPUT_DIR/EXPERIMENT_NAME) receives args.json, summary.csv (one row per
+epoch: every loss term, lambda, mean predicted quality, fraction of samples kept by the
+weight threshold, validation metrics), best.pth, latest.pth (for --resume) and
+results.json (test mean +- std per metric). Method-specific flags belong to the method:
+`python -m training.train_semisup --method ua_mt --help` lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+import training.methods  # noqa: F401  (registers every method)
+from data.augment import normalize_tensor
+from data.io import DataError
+from data.samplers import EpochSampler
+from data.seg_datasets import LabeledSegDataset, UnlabeledSegDataset, infinite_batches
+from models.seg_models import SEG_MODEL_ACRONYMS, SEG_MODELS, create_seg_model
+from training.common import (
+    MIXED_PRECISION_CHOICES,
+    DistContext,
+    NonFiniteLossError,
+    SummaryCSV,
+    atomic_save,
+    autocast,
+    autocast_dtype,
+    barrier,
+    broadcast_object,
+    capture_rng_state,
+    check_finite,
+    cleanup_distributed,
+    clip_and_step,
+    init_distributed,
+    make_grad_scaler,
+    make_loader,
+    prepare_run_dir,
+    progress,
+    reduce_mean,
+    restore_rng_state,
+    seed_everything,
+    truncate_summary,
+    write_json,
+    write_run_record,
+)
+from training.eval_utils import evaluate_segmentation, format_summary
+from training.methods.base import METHODS, Batch, FeatureNet, SSLMethod, StepInfo, get_method
+from training.methods.quality import QualityScorer
+from training.metrics import summarize
+from training.schedulers import LambdaSchedule, cosine_lr_scheduler
+
+SELECTION_METRIC = "dice"
+
+
+def build_parser(method: type[SSLMethod] | None = None) -> argparse.ArgumentParser:
+    """The loop's flags, plus the selected method's own (allow_abbrev off: the release's
+    `--encoder` was silently taken as a prefix of another flag)."""
+    p = argparse.ArgumentParser(
+        description="Semi-supervised segmentation with QAR, PL-QW or a baseline.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
+    )
+    p.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS) or 'see --help'}")
+    d = p.add_argument_group("data")
+    d.add_argument("--labeled_train_csv", required=True, help="D_L (image_path,mask_path)")
+    d.add_argument("--labeled_val_csv", required=True)
+    d.add_argument("--labeled_test_csv", required=True)
+    d.add_argument("--unlabeled_csv", default=None, help="D_U (img_path); not needed by SUP")
+    d.add_argument("--dataset", default="", help="data set name, recorded in results.json")
+    d.add_argument("--image_size", type=int, default=224)
+    d.add_argument("--num_workers", type=int, default=4)
+    d.add_argument("--cache_threads", type=int, default=4)
+
+    m = p.add_argument_group("model")
+    m.add_argument("--seg_model", default="unetpp", help=f"one of {list(SEG_MODELS)}")
+    m.add_argument("--encoder", default="resnet34", help="smp encoder (U-Net++, Attention U-Net)")
+    m.add_argument("--encoder_weights", default="imagenet", help="imagenet or none")
+    m.add_argument(
+        "--swin_pretrained_path",
+        default=None,
+        help="official swin_tiny_patch4_window7_224_22k.pth (Swin-UNet)",
+    )
+    m.add_argument(
+        "--decoder_channels",
+        type=int,
+        nargs="+",
+        default=None,
+        help="CNN decoder widths (smp default 256 128 64 32 16)",
+    )
+    m.add_argument("--mq_checkpoint", default=None, help="g_phi checkpoint (quality methods)")
+    m.add_argument(
+        "--mq_resize",
+        action="store_true",
+        help="resize inputs to g_phi's training size when it differs from --image_size",
+    )
+
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int, default=200)
+    o.add_argument("--batch_size_labeled", type=int, default=32, help="per process")
+    o.add_argument("--batch_size_unlabeled", type=int, default=64, help="per process")
+    o.add_argument("--lr", type=float, default=1e-4)
+    o.add_argument("--weight_decay", type=float, default=1e-4)
+    o.add_argument("--eta_min", type=float, default=1e-6)
+    o.add_argument("--grad_clip", type=float, default=1.0)
+    o.add_argument("--mixed_precision", choices=MIXED_PRECISION_CHOICES, default="fp16")
+    o.add_argument("--patience", type=int, default=30, help="early stop on validation Dice")
+    lam = method.lambda_defaults if method else (None,) * 4
+    o.add_argument("--lambda_initial", type=float, default=lam[0])
+    o.add_argument("--lambda_final", type=float, default=lam[1])
+    o.add_argument("--lambda_warmup", type=float, default=lam[2], help="epochs at lambda_initial")
+    o.add_argument("--lambda_rampup", type=float, default=lam[3], help="epochs of the ramp")
+    o.add_argument("--lambda_shape", choices=("linear", "sigmoid"), default="linear")
+    o.add_argument("--ema_decay", type=float, default=0.999)
+    o.add_argument("--ema_initial_decay", type=float, default=0.5)
+    o.add_argument("--ema_warmup_steps", type=int, default=1000)
+
+    r = p.add_argument_group("run")
+    r.add_argument("--output_dir", default="./checkpoints/methods")
+    r.add_argument(
+        "--experiment_name",
+        default=None,
+        help="run folder name (default: ACRONYM_DATASET_MODEL_seedSEED)",
+    )
+    r.add_argument("--seed", type=int, default=42)
+    r.add_argument("--device", default="auto")
+    r.add_argument("--resume", action="store_true", help="continue the run from latest.pth")
+    if method is not None:
+        method.add_arguments(p.add_argument_group(f"{method.name} ({method.acronym})"))
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, type[SSLMethod]]:
+    """Two passes: find --method, then parse with that method's flags added."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--method")
+    known, _ = pre.parse_known_args(argv)
+    if known.method is None:
+        build_parser().parse_args(argv)  # prints usage / help and exits
+    try:
+        method = get_method(known.method)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    args = build_parser(method).parse_args(argv)
+    args.method = method.name
+    return args, method
+
+
+def validate(args: argparse.Namespace, method: type[SSLMethod]) -> None:
+    """Everything that can be checked before data are read or networks built."""
+    problems = []
+    if args.seg_model.lower() not in SEG_MODELS and args.seg_model.upper() not in (
+        v.upper() for v in SEG_MODEL_ACRONYMS.values()
+    ):
+        problems.append(f"--seg_model {args.seg_model!r} unknown; valid: {list(SEG_MODELS)}")
+    if method.needs_unlabeled and not args.unlabeled_csv:
+        problems.append(f"{method.name} needs --unlabeled_csv")
+    if method.uses_quality and not args.mq_checkpoint:
+        problems.append(f"{method.name} needs g_phi: pass --mq_checkpoint")
+    for name in ("epochs", "batch_size_labeled", "batch_size_unlabeled", "image_size"):
+        if getattr(args, name) < 1:
+            problems.append(f"--{name} must be >= 1")
+    swin = args.seg_model.lower() in ("swinunet", "su")
+    weights = str(args.encoder_weights).lower() not in ("none", "", "null")
+    if (
+        swin
+        and weights
+        and args.swin_pretrained_path
+        and not Path(args.swin_pretrained_path).is_file()
+    ):
+        problems.append(f"--swin_pretrained_path {args.swin_pretrained_path} does not exist")
+    if problems:
+        raise SystemExit("error: " + "; ".join(problems))
+
+
+class _Meter:
+    """Running means of the logged scalars over an epoch, summed on the device so that
+    logging costs no host synchronisation per step."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor | float] = {}
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, logs: dict[str, float | torch.Tensor]) -> None:
+        for k, v in logs.items():
+            v = v.detach().float() if isinstance(v, torch.Tensor) else float(v)
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+            self.counts[k] += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: float(self.sums[k]) / self.counts[k] for k in self.sums}
+
+
+def build_networks(args, method: type[SSLMethod], ctx: DistContext) -> list[torch.nn.Module]:
+    """The method's networks (CPS: two, with different init seeds), wrapped for DDP."""
+    nets = []
+    extra = {"decoder_channels": tuple(args.decoder_channels)} if args.decoder_channels else {}
+    for k in range(method.num_networks):
+        torch.manual_seed(args.seed + 1000 * k)
+        net = create_seg_model(
+            args.seg_model,
+            encoder=args.encoder,
+            encoder_weights=args.encoder_weights,
+            image_size=args.image_size,
+            swin_pretrained_path=args.swin_pretrained_path,
+            **extra,
+        )
+        net = FeatureNet(net).to(ctx.device)
+        if ctx.device.type == "cuda":
+            net = net.to(memory_format=torch.channels_last)
+        if ctx.distributed:
+            net = DistributedDataParallel(
+                net, device_ids=[ctx.device] if ctx.device.type == "cuda" else None
+            )
+        nets.append(net)
+    return nets
+
+
+def to_device_images(images: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    x = normalize_tensor(images.to(ctx.device, non_blocking=True))
+    if ctx.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContext) -> Path:
+    validate(args, method_cls)
+    model_acr = SEG_MODEL_ACRONYMS.get(args.seg_model.lower(), args.seg_model.upper())
+    if not args.experiment_name:
+        args.experiment_name = (
+            f"{method_cls.acronym}_{args.dataset or 'data'}_{model_acr}_seed{args.seed}"
+        )
+    run_dir = Path(args.output_dir) / args.experiment_name
+    # g_phi first: a wrong checkpoint or image size fails before anything is written.
+    quality = None
+    if method_cls.uses_quality:
+        quality = QualityScorer(args.mq_checkpoint, ctx.device, args.image_size, args.mq_resize)
+    error = None
+    if ctx.is_main:
+        try:
+            prepare_run_dir(args.output_dir, args.experiment_name, args.resume)
+        except RuntimeError as exc:
+            error = str(exc)
+    error = broadcast_object(error, ctx)
+    if error:
+        raise SystemExit(f"error: {error}")
+    seed_everything(args.seed)
+
+    labeled = LabeledSegDataset(
+        args.labeled_train_csv,
+        args.image_size,
+        augment=True,
+        seed=args.seed,
+        num_threads=args.cache_threads,
+    )
+    val_set = LabeledSegDataset(
+        args.labeled_val_csv, args.image_size, augment=False, num_threads=args.cache_threads
+    )
+    unlabeled = None
+    if method_cls.needs_unlabeled:
+        unlabeled = UnlabeledSegDataset(
+            args.unlabeled_csv,
+            args.image_size,
+            augment=True,
+            seed=args.seed + 1,
+            num_threads=args.cache_threads,
+        )
+
+    l_sampler = EpochSampler(len(labeled), True, args.seed, ctx.rank, ctx.world_size)
+    l_loader = make_loader(
+        labeled,
+        l_sampler,
+        args.batch_size_labeled,
+        args.num_workers,
+        ctx.device,
+        drop_last=len(l_sampler) >= args.batch_size_labeled,
+    )
+    val_loader = make_loader(
+        val_set,
+        EpochSampler(len(val_set), False, 0, ctx.rank, ctx.world_size),
+        args.batch_size_labeled,
+        args.num_workers,
+        ctx.device,
+    )
+    steps = len(l_loader)
+    u_sampler = u_loader = None
+    if unlabeled is not None:
+        u_sampler = EpochSampler(len(unlabeled), True, args.seed + 1, ctx.rank, ctx.world_size)
+        u_loader = make_loader(
+            unlabeled,
+            u_sampler,
+            args.batch_size_unlabeled,
+            args.num_workers,
+            ctx.device,
+            drop_last=len(u_sampler) >= args.batch_size_unlabeled,
+        )
+        steps = max(steps, len(u_loader))
+
+    networks = build_networks(args, method_cls, ctx)
+    method = method_cls(args, networks, quality)
+    params = [p for net in networks for p in net.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = cosine_lr_scheduler(optimizer, args.epochs, eta_min=args.eta_min)
+    amp_dtype = autocast_dtype(args.mixed_precision, ctx.device)
+    scaler = make_grad_scaler(ctx.device, amp_dtype)
+    lam_schedule = LambdaSchedule(
+        args.lambda_initial,
+        args.lambda_final,
+        args.lambda_warmup,
+        args.lambda_rampup,
+        shape=args.lambda_shape,
+    )
+
+    start_epoch, best, best_epoch, bad_epochs, step = 0, -math.inf, -1, 0, 0
+    if args.resume and (run_dir / "latest.pth").exists():
+        state = torch.load(run_dir / "latest.pth", map_location=ctx.device, weights_only=False)
+        method.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, step = state["epoch"] + 1, state["step"]
+        best, best_epoch, bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
+        restore_rng_state(state["rng"])
+        if ctx.is_main:
+            truncate_summary(run_dir / "summary.csv", state["epoch"])
+            print(f"resuming {run_dir} at epoch {start_epoch + 1}", flush=True)
+
+    summary = None
+    if ctx.is_main:
+        write_run_record(
+            run_dir,
+            vars(args),
+            world_size=ctx.world_size,
+            labeled_images=len(labeled),
+            val_images=len(val_set),
+            unlabeled_images=len(unlabeled) if unlabeled is not None else 0,
+            steps_per_epoch=steps,
+        )
+        summary = SummaryCSV(run_dir / "summary.csv")
+        u_text = f", {len(unlabeled)} unlabeled" if unlabeled is not None else ""
+        print(
+            f"{method_cls.acronym} on {args.seg_model} ({model_acr}): {len(labeled)} labeled"
+            f"{u_text}; {steps} steps/epoch; lambda {args.lambda_initial}->{args.lambda_final}"
+            f" (warm-up {args.lambda_warmup}, ramp {args.lambda_rampup}); device "
+            f"{ctx.device} x {ctx.world_size}; run folder {run_dir}",
+            flush=True,
+        )
+
+    # On resume, continue with fresh shuffles: past the passes already consumed.
+    def first_pass(loader) -> int:
+        return 0 if step == 0 else step // len(loader) + 1
+
+    l_iter = infinite_batches(l_loader, l_sampler, first_pass(l_loader))
+    u_iter = (
+        infinite_batches(u_loader, u_sampler, first_pass(u_loader))
+        if u_loader is not None
+        else None
+    )
+    lam_final = args.lambda_final if args.lambda_final else 1.0
+    for epoch in range(start_epoch, args.epochs):
+        t0 = time.time()
+        for net in networks:
+            net.train()
+        meter = _Meter()
+        lr = optimizer.param_groups[0]["lr"]
+        bar = progress(range(steps), desc=f"epoch {epoch + 1}/{args.epochs}", enabled=ctx.is_main)
+        for i in bar:
+            lb = next(l_iter)
+            x_u = to_device_images(next(u_iter)["image"], ctx) if u_iter is not None else None
+            batch = Batch(
+                to_device_images(lb["image"], ctx),
+                lb["mask"].to(ctx.device, non_blocking=True).float(),
+                x_u,
+            )
+            epoch_f = epoch + i / steps
+            lam = lam_schedule(epoch_f)
+            info = StepInfo(
+                step=step, epoch=epoch_f, lam=lam, ramp=min(1.0, max(0.0, lam / lam_final))
+            )
+            with autocast(ctx.device, amp_dtype):
+                loss, logs = method.train_step(batch, info)
+            if not math.isfinite(loss.item()):  # one sync per step; name the term if bad
+                check_finite({**logs, "loss": loss}, epoch, step)
+            clip_and_step(loss, optimizer, scaler, params, args.grad_clip)
+            method.after_step(step)
+            step += 1
+            meter.add({"loss": loss.detach(), **logs, "lambda": lam})
+            if ctx.is_main and i % 10 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}", lam=f"{lam:.3g}", refresh=False)
+        scheduler.step()  # after the epoch (the release's step(epoch) kept epoch 2 at peak)
+
+        per_image = evaluate_segmentation(method.eval_model(), val_loader, ctx.device, amp_dtype)
+        val = summarize(per_image)
+        score = val[SELECTION_METRIC]["mean"]
+        improved = score > best
+        if improved:
+            best, best_epoch, bad_epochs = score, epoch, 0
+        else:
+            bad_epochs += 1
+        means = {k: reduce_mean(v, ctx) for k, v in meter.means().items()}
+        if ctx.is_main:
+            if improved:
+                atomic_save(
+                    {
+                        "model": method.eval_model().state_dict(),
+                        "epoch": epoch,
+                        "val": val,
+                        "args": vars(args),
+                    },
+                    run_dir / "best.pth",
+                )
+            atomic_save(
+                {
+                    "method": method.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "epoch": epoch,
+                    "step": step,
+                    "best": best,
+                    "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs,
+                    "rng": capture_rng_state(),
+                },
+                run_dir / "latest.pth",
+            )
+            summary.append(
+                {
+                    "epoch": epoch,
+                    "lr": lr,
+                    **means,
+                    **{f"val_{k}": v["mean"] for k, v in val.items()},
+                    "best_epoch": best_epoch,
+                    "seconds": time.time() - t0,
+                }
+            )
+            terms = "  ".join(f"{k} {v:.4f}" for k, v in means.items() if k.startswith("loss"))
+            print(
+                f"epoch {epoch + 1}/{args.epochs}: {terms}  lambda {means['lambda']:.4g} | val "
+                f"dice {score:.4f}{' *' if improved else ''} | {time.time() - t0:.0f}s",
+                flush=True,
+            )
+        if bad_epochs >= args.patience:
+            if ctx.is_main:
+                print(f"early stop: no validation improvement for {args.patience} epochs")
+            break
+
+    # The single test of the selected model.
+    barrier(ctx)
+    best_state = torch.load(run_dir / "best.pth", map_location=ctx.device, weights_only=False)
+    model = method.eval_model()
+    model.load_state_dict(best_state["model"])
+    test_set = LabeledSegDataset(
+        args.labeled_test_csv, args.image_size, augment=False, num_threads=args.cache_threads
+    )
+    test_loader = make_loader(
+        test_set,
+        EpochSampler(len(test_set), False, 0, ctx.rank, ctx.world_size),
+        args.batch_size_labeled,
+        args.num_workers,
+        ctx.device,
+    )
+    test = summarize(evaluate_segmentation(model, test_loader, ctx.device, amp_dtype))
+    if ctx.is_main:
+        results = {
+            "method": method_cls.name,
+            "method_acronym": method_cls.acronym,
+            "seg_model": args.seg_model,
+            "model_acronym": model_acr,
+            "dataset": args.dataset,
+            "seed": args.seed,
+            "experiment_name": args.experiment_name,
+            "best_epoch": best_epoch,
+            "val": best_state["val"],
+            "test": test,
+            "num_test_images": len(test_set),
+        }
+        write_json(results, run_dir / "results.json")
+        print(
+            f"test ({len(test_set)} images, best epoch {best_epoch + 1}): {format_summary(test)}",
+            flush=True,
+        )
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args, method = parse_args(argv)
+    ctx = init_distributed(args.device)
+    try:
+        return train(args, method, ctx)
+    except (NonFiniteLossError, DataError, FileNotFoundError, ValueError) as exc:
+        # Bad input or settings (named in the message), or a NaN loss: no traceback needed.
+        raise SystemExit(f"error: {exc}") from None
+    finally:
+        cleanup_distributed()
+
+
+if __name__ == "__main__":
+    main()
