@@ -10,7 +10,8 @@ must run on the same batch, plus the optimiser step every method pays:
 
 - the student: forward + backward on the labeled batch (SUP) or labeled + unlabeled;
 - CPS: two students;
-- the EMA teacher: forward on the unlabeled batch (UA-MT: 8 noisy passes);
+- the EMA teacher: forward on the unlabeled batch (UA-MT: its target pass plus the 8
+  noisy uncertainty passes, as in Yu et al.'s code);
 - g_phi: forward on the unlabeled batch (once per direction for CPS-QW), plus the
   backward to its input for QAR.
 
@@ -54,7 +55,7 @@ FLOORS: dict[str, Floor] = {
     "pseudo_label": Floor(teacher_passes=1),
     "pseudo_label_sample_reweighting": Floor(teacher_passes=1),
     "mean_teacher": Floor(teacher_passes=1),
-    "ua_mt": Floor(teacher_passes=8),
+    "ua_mt": Floor(teacher_passes=9),
     "mean_teacher_quality": Floor(teacher_passes=1, gphi_forwards=1),
     "ict": Floor(teacher_passes=1),
     "ict_quality": Floor(teacher_passes=1, gphi_forwards=1),
