@@ -20,9 +20,11 @@ UNLABELED_CSV_5K="${UNLABELED_CSV_5K:-./prepare_datasets/demo_data/unlabeled.csv
 
 # ---- CPU profile of the built-in demo (only applies when DATASET=demo) -----------------
 # 64 px f_theta (g_phi, trained at 128 px by train_mq.sh, sees inputs resized to 128),
-# random init, a higher learning rate and a short schedule.
+# a ResNet18 encoder with random init and a narrow decoder, a higher learning rate and a
+# short schedule.
 if [[ "$DATASET" == "demo" ]]; then
   : "${SEG_MODELS:=unetpp}" "${IMAGE_SIZE:=64}" "${EPOCHS:=5}" "${ENCODER_WEIGHTS:=none}"
+  : "${SEG_ENCODER:=resnet18}"
   : "${BATCH_SIZE_LABELED:=8}" "${BATCH_SIZE_UNLABELED:=16}" "${LR:=1e-3}"
   : "${NUM_WORKERS:=1}" "${MQ_RESIZE:=true}" "${EMA_WARMUP_STEPS:=50}"
   : "${LAMBDA_WARMUP_QAR:=1}" "${LAMBDA_RAMPUP_QAR:=2}"

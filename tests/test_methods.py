@@ -366,4 +366,4 @@ def test_pixel_info_nce_is_zero_without_both_classes():
     labels[0, 0, 0, 0] = 0  # a background pixel exists, but is not kept
     keep = torch.ones_like(labels)
     keep[0, 0, 0, 0] = 0
-    assert float(pixel_info_nce(features, labels, keep)[0]) == 0.0
+    assert pixel_info_nce(features, labels, keep)[0].item() == 0.0

@@ -45,9 +45,9 @@ def ssl_args(tiny_demo, out, method, *extra, name=None):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["supervised", "ours_pl_qw"])
 def test_two_methods_end_to_end(tiny_demo, tmp_path, gphi_ckpt, method):
-    run_dir = train_semisup.main(
-        ssl_args(tiny_demo, tmp_path, method, "--mq_checkpoint", str(gphi_ckpt))
-    )
+    args = ssl_args(tiny_demo, tmp_path, method, "--mq_checkpoint", str(gphi_ckpt))
+    args[args.index("--batch_size_unlabeled") + 1] = "2"  # 4 unlabeled batches > 3 labeled
+    run_dir = train_semisup.main(args)
     results = json.loads((run_dir / "results.json").read_text())
     assert results["method"] == method and results["model_acronym"] == "UP"
     for metric in ("dice", "jaccard", "soft_dice", "pixel_accuracy", "f1"):
@@ -60,8 +60,25 @@ def test_two_methods_end_to_end(tiny_demo, tmp_path, gphi_ckpt, method):
     if method == "ours_pl_qw":
         assert {"loss_unsup", "mean_quality", "kept_fraction"} <= set(rows[0])
         assert float(rows[1]["lambda"]) > 0
-    for f in ("best.pth", "latest.pth", "args.json"):
+    for f in ("best.pth", "args.json"):
         assert (run_dir / f).is_file()
+    assert not (run_dir / "latest.pth").exists()  # only resuming needs it; removed at the end
+    # One epoch = max(labeled, unlabeled) batches, for SUP too (equal update budgets).
+    assert json.loads((run_dir / "args.json").read_text())["steps_per_epoch"] == 4
+
+
+def test_resume_skips_a_finished_run_and_refuses_one_without_latest(tiny_demo, tmp_path):
+    run_dir = train_semisup.main(ssl_args(tiny_demo, tmp_path, "supervised", name="done"))
+    before = (run_dir / "results.json").read_bytes()
+    assert (
+        train_semisup.main(ssl_args(tiny_demo, tmp_path, "supervised", "--resume", name="done"))
+        == run_dir
+    )
+    assert (run_dir / "results.json").read_bytes() == before  # left as it was
+    (run_dir / "results.json").unlink()  # a run folder with no latest.pth to continue from
+    with pytest.raises(SystemExit, match=r"no latest\.pth"):
+        train_semisup.main(ssl_args(tiny_demo, tmp_path, "supervised", "--resume", name="done"))
+    assert (run_dir / "best.pth").is_file()
 
 
 @pytest.mark.parametrize(

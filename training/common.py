@@ -200,6 +200,16 @@ def prepare_run_dir(output_dir: str | Path, experiment_name: str, resume: bool) 
             f"run folder {run_dir} already exists and is not empty; pass --resume to continue "
             "it from latest.pth, or choose another --experiment_name / --output_dir"
         )
+    if (
+        resume
+        and run_dir.is_dir()
+        and any(run_dir.iterdir())
+        and not (run_dir / "latest.pth").exists()
+    ):
+        raise RunFolderExists(
+            f"--resume: run folder {run_dir} holds files but no latest.pth to continue "
+            "from; choose another --experiment_name / --output_dir"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 

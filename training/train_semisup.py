@@ -33,9 +33,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 import training.methods  # noqa: F401  (registers every method)
 from data.augment import normalize_tensor
-from data.io import DataError
+from data.io import DataError, load_unlabeled_csv
 from data.samplers import EpochSampler
-from data.seg_datasets import LabeledSegDataset, UnlabeledSegDataset, infinite_batches
+from data.seg_datasets import (
+    LabeledSegDataset,
+    UnlabeledSegDataset,
+    infinite_batches,
+    steps_per_epoch,
+)
 from models.seg_models import SEG_MODEL_ACRONYMS, SEG_MODELS, create_seg_model
 from training.common import (
     MIXED_PRECISION_CHOICES,
@@ -144,6 +149,12 @@ def build_parser(method: type[SSLMethod] | None = None) -> argparse.ArgumentPars
     r.add_argument("--seed", type=int, default=42)
     r.add_argument("--device", default="auto")
     r.add_argument("--resume", action="store_true", help="continue the run from latest.pth")
+    r.add_argument(
+        "--keep_latest",
+        action="store_true",
+        help="keep latest.pth (optimiser, EMA, RNG state) after the run has finished; by "
+        "default it is removed once results.json is written, as it only serves resuming",
+    )
     if method is not None:
         method.add_arguments(p.add_argument_group(f"{method.name} ({method.acronym})"))
     return p
@@ -250,6 +261,11 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             f"{method_cls.acronym}_{args.dataset or 'data'}_{model_acr}_seed{args.seed}"
         )
     run_dir = Path(args.output_dir) / args.experiment_name
+    if args.resume and (run_dir / "results.json").exists():
+        # RESUME=true over a whole table: finished runs are left as they are.
+        if ctx.is_main:
+            print(f"{run_dir} has finished (results.json); nothing to resume", flush=True)
+        return run_dir
     # g_phi first: a wrong checkpoint or image size fails before anything is written.
     quality = None
     if method_cls.uses_quality:
@@ -301,7 +317,6 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
         args.num_workers,
         ctx.device,
     )
-    steps = len(l_loader)
     u_sampler = u_loader = None
     if unlabeled is not None:
         u_sampler = EpochSampler(len(unlabeled), True, args.seed + 1, ctx.rank, ctx.world_size)
@@ -313,7 +328,17 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             ctx.device,
             drop_last=len(u_sampler) >= args.batch_size_unlabeled,
         )
-        steps = max(steps, len(u_loader))
+    steps = steps_per_epoch(l_loader, u_loader)
+    if unlabeled is None and args.unlabeled_csv:
+        # SUP given D_U: the epoch still spans max(labeled, unlabeled) batches (SPEC.md's
+        # epoch), counted from the CSV without loading its images, so that SUP gets as
+        # many updates as every SSL method it is compared with.
+        n_u = len(
+            EpochSampler(
+                len(load_unlabeled_csv(args.unlabeled_csv)), True, 0, ctx.rank, ctx.world_size
+            )
+        )
+        steps = max(steps, n_u // args.batch_size_unlabeled or 1)
 
     networks = build_networks(args, method_cls, ctx)
     method = method_cls(args, networks, quality)
@@ -495,6 +520,9 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             "num_test_images": len(test_set),
         }
         write_json(results, run_dir / "results.json")
+        if not args.keep_latest:
+            # Only resuming needs it (optimiser, EMA, RNG): hundreds of MB per finished run.
+            (run_dir / "latest.pth").unlink(missing_ok=True)
         print(
             f"test ({len(test_set)} images, best epoch {best_epoch + 1}): {format_summary(test)}",
             flush=True,
