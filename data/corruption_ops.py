@@ -76,9 +76,16 @@ def _random_bits(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray
 
 
 def _component_count_at_most_one(mask: Mask) -> bool:
-    """True when the mask has 0 or 1 8-connected components (one external contour each)."""
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    return len(contours) <= 1
+    """True when the mask has 0 or 1 8-connected components.
+
+    Each component has one outer contour; with RETR_CCOMP those are exactly the top-level
+    contours, including an island inside another component's hole (which RETR_EXTERNAL
+    would miss, turning `largest_only` and `drop_component` into no-ops on such masks).
+    """
+    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if len(contours) <= 1:
+        return True
+    return int(np.count_nonzero(hierarchy[0, :, 3] < 0)) <= 1
 
 
 def _centroid(mask: Mask) -> tuple[float, float, float] | None:

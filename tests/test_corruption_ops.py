@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -117,6 +118,22 @@ def test_component_ops_act_on_multi_component_masks():
     assert largest.sum() < mask.sum() and np.all(largest <= mask)
     dropped = co.get_op("drop_component")(mask, np.random.default_rng(0))
     assert dropped.sum() < mask.sum() and np.all(dropped <= mask)
+
+
+def test_component_ops_see_an_island_inside_a_hole():
+    """A ring with an island in its hole has two components (one outer contour each only
+    with a hierarchy-aware count): both ops must act on it."""
+    ring = np.zeros((64, 64), np.uint8)
+    cv2.circle(ring, (32, 32), 20, 1, -1)
+    cv2.circle(ring, (32, 32), 12, 0, -1)
+    island = np.zeros_like(ring)
+    cv2.circle(island, (32, 32), 5, 1, -1)
+    mask = ring | island
+    largest = co.get_op("largest_only")(mask, np.random.default_rng(0))
+    assert np.array_equal(largest, ring)
+    for seed in range(4):
+        dropped = co.get_op("drop_component")(mask, np.random.default_rng(seed))
+        assert np.array_equal(dropped, ring) or np.array_equal(dropped, island)
 
 
 def test_gaussian_blob_matches_the_mask_area():
