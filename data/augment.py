@@ -174,10 +174,12 @@ def _standard_normal_window(n: int, rng: np.random.Generator) -> np.ndarray:
 def gaussian_noise(
     image: np.ndarray,
     rng: np.random.Generator,
-    std_range: tuple[float, float] = (math.sqrt(5.0), 5.0),
+    var_range: tuple[float, float] = (5.0, 25.0),
 ) -> np.ndarray:
-    """Additive Gaussian noise whose standard deviation is drawn in grey levels."""
-    std = np.float32(rng.uniform(*std_range))
+    """Additive Gaussian noise, variance drawn uniformly in grey levels squared (SPEC.md:
+    variance 5-25, i.e. a standard deviation of 2.2-5 grey levels, as albumentations'
+    `var_limit` means it)."""
+    std = np.float32(math.sqrt(rng.uniform(*var_range)))
     noise = _standard_normal_window(image.size, rng).reshape(image.shape)
     noisy = image.astype(np.float32)
     noisy += noise * std
@@ -194,7 +196,7 @@ class PhotometricAugment:
     p_color_jitter: float = 0.3
     jitter: tuple[float, float, float, float] = (0.1, 0.1, 0.1, 0.05)
     p_noise: float = 0.2
-    noise_std_range: tuple[float, float] = (math.sqrt(5.0), 5.0)
+    noise_var_range: tuple[float, float] = (5.0, 25.0)
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < self.p_brightness_contrast:
@@ -202,7 +204,7 @@ class PhotometricAugment:
         if rng.random() < self.p_color_jitter:
             image = color_jitter(image, rng, *self.jitter)
         if rng.random() < self.p_noise:
-            image = gaussian_noise(image, rng, self.noise_std_range)
+            image = gaussian_noise(image, rng, self.noise_var_range)
         return image
 
 

@@ -34,6 +34,13 @@ def test_gaussian_noise_is_in_grey_levels():
     flat = np.full((128, 128, 3), 128, np.uint8)
     stds = [A.gaussian_noise(flat, np.random.default_rng(s)).astype(float).std() for s in range(50)]
     assert math.sqrt(5) - 0.3 <= min(stds) and max(stds) <= 5 + 0.3
+    # The variance is what is drawn uniformly in [5, 25] (mean 15; a uniform std would
+    # give a mean variance of 13.7).
+    small = np.full((32, 32, 3), 128, np.uint8)
+    variances = [
+        A.gaussian_noise(small, np.random.default_rng(s)).astype(float).var() for s in range(2000)
+    ]
+    assert abs(np.mean(variances) - 15.0) < 0.6
 
 
 def test_photometric_augment_changes_only_intensities():
