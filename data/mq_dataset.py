@@ -35,7 +35,13 @@ from data.vqm_generator import (
     VQMSample,
     dice_score,
 )
-from data.weak_model_corruption import predict_weak_masks, unpack_mask
+from data.weak_model_corruption import check_weak_models_fit, predict_weak_masks, unpack_mask
+
+# Random streams of the fixed evaluation sets: sample i of split "val" draws from
+# sample_rng(seed, EVAL_STREAMS["val"], i), so validation and test VQMs are independent
+# draws (with one stream, test sample i would repeat validation sample i's category and op)
+# and neither coincides with a training epoch's stream.
+EVAL_STREAMS: dict[str, int] = {"val": 1 << 31, "test": (1 << 31) + 1}
 
 # Integer ids of the sample categories (what a batch carries under "category").
 CATEGORY_NAMES: tuple[str, ...] = (*CATEGORIES, WEAK_MODEL_CATEGORY)
@@ -79,6 +85,7 @@ class MQDataset(Dataset):
         photometric: PhotometricAugment | None = None,
         max_rotation: float = 20.0,
         normalize: bool = False,
+        eval_split: str = "val",
     ) -> None:
         if samples_per_image < 1:
             raise ValueError(f"samples per image (K) must be >= 1, got {samples_per_image}")
@@ -100,6 +107,9 @@ class MQDataset(Dataset):
         self.max_rotation = max_rotation
         self.normalize = normalize
         self.size = images.shape[1]
+        if eval_split not in EVAL_STREAMS:
+            raise ValueError(f"eval_split must be one of {list(EVAL_STREAMS)}, got {eval_split!r}")
+        self.eval_stream = EVAL_STREAMS[eval_split]
 
     # ----------------------------------------------------------------------------------
     # Construction from CSVs
@@ -121,13 +131,15 @@ class MQDataset(Dataset):
         normalize: bool = False,
     ) -> MQDataset:
         """The on-the-fly training set of a split CSV (decoded and cached once)."""
+        if weak_prob > 0:
+            if weak_model_dir is None:
+                raise ValueError("a weak-model probability > 0 needs a weak-model folder")
+            check_weak_models_fit(weak_model_dir, image_size, csv_path)  # before decoding
         images, masks = load_labeled_arrays(
             load_labeled_csv(csv_path), image_size, num_threads, desc="caching g_phi train set"
         )
         weak_masks, weak_epochs = None, None
         if weak_prob > 0:
-            if weak_model_dir is None:
-                raise ValueError("a weak-model probability > 0 needs a weak-model folder")
             weak_masks, weak_epochs = predict_weak_masks(weak_model_dir, images, weak_device)
         return cls(
             images,
@@ -153,8 +165,10 @@ class MQDataset(Dataset):
         vqm_config: VQMConfig | None = None,
         num_threads: int = 4,
         normalize: bool = False,
+        split: str = "val",
     ) -> MQDataset:
-        """Fixed validation/test VQMs of a split CSV (the same for a given seed)."""
+        """Fixed validation/test VQMs of a split CSV (the same for a given seed and
+        `split`, "val" or "test", each with its own random stream)."""
         images, masks = load_labeled_arrays(
             load_labeled_csv(csv_path),
             image_size,
@@ -172,6 +186,7 @@ class MQDataset(Dataset):
             seed=seed,
             vqm_config=config,
             normalize=normalize,
+            eval_split=split,
         )
 
     # ----------------------------------------------------------------------------------
@@ -183,7 +198,7 @@ class MQDataset(Dataset):
         """The augmented image, its VQM sample and the image index for a sampler index."""
         epoch, i = split_index(index, len(self))
         if not self.train:
-            epoch = 0  # fixed evaluation VQMs: a pure function of (seed, i)
+            epoch = self.eval_stream  # fixed evaluation VQMs: a pure function of (seed, i)
         img_idx = i // self.k
         rng = sample_rng(self.seed, epoch, i)
         image, gt = self.images[img_idx], self.masks[img_idx]

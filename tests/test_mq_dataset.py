@@ -26,6 +26,11 @@ def test_fixed_validation_vqms_identical_across_constructions(tiny_demo):
     assert torch.equal(ds[3]["mask"], ds[3 + 5 * len(ds)]["mask"])
     c = all_items(MQDataset.for_evaluation(tiny_demo["val"], 64, samples_per_image=5, seed=8))
     assert any(not torch.equal(x["mask"], z["mask"]) for x, z in zip(a, c))
+    # The test split has a stream of its own: the same CSV and seed give other VQMs.
+    t = all_items(
+        MQDataset.for_evaluation(tiny_demo["val"], 64, samples_per_image=5, seed=7, split="test")
+    )
+    assert any(x["category"] != z["category"] for x, z in zip(a, t))
 
 
 def test_training_draws_are_reproducible_and_change_per_epoch(tiny_demo):
@@ -93,6 +98,15 @@ def test_weak_model_predictions_serve_as_corruptions(tiny_demo, tmp_path):
         _, sample, _ = ds.draw(i)
         assert sample.op_name.startswith("weak_model:epoch")
         assert float(item["quality"]) == pytest.approx(sample.quality)
+    # Stale weak models (another image size or split) are refused, naming both.
+    with pytest.raises(ValueError, match=r"trained at 64 px, but g_phi trains at 96 px"):
+        MQDataset.for_training(
+            tiny_demo["train"], 96, samples_per_image=2, weak_model_dir=weak_dir, weak_prob=0.5
+        )
+    with pytest.raises(ValueError, match=r"val\.csv: delete"):
+        MQDataset.for_training(
+            tiny_demo["val"], 64, samples_per_image=2, weak_model_dir=weak_dir, weak_prob=0.5
+        )
 
 
 def test_bad_settings_fail_early(tiny_demo):

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import torch
 
+from data.io import DataError
 from data.mq_dataset import CATEGORY_NAMES, MQDataset, quality_input
 from data.samplers import EpochSampler
 from data.vqm_generator import VQMConfig
@@ -44,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="g_phi checkpoint (best.pth)")
-    p.add_argument("--test_csv", required=True, help="labeled test split CSV")
+    p.add_argument(
+        "--test_csv",
+        default=None,
+        help="labeled test split CSV (default: the one train_mq.py recorded in the checkpoint)",
+    )
     p.add_argument("--val_samples", type=int, default=5, help="fixed VQMs per test image")
     p.add_argument(
         "--seed",
@@ -209,8 +214,15 @@ def run(args: argparse.Namespace) -> dict:
     seed = ckpt.get("seed", 42) if args.seed is None else args.seed
     config = VQMConfig.from_dict(ckpt["vqm_config"])
     image_size = int(ckpt["image_size"])
+    if args.test_csv is None:
+        args.test_csv = ckpt.get("test_csv")
+        if not args.test_csv:
+            raise ValueError(
+                f"{args.checkpoint} records no test split (trained without --test_csv): pass "
+                "--test_csv"
+            )
     dataset = MQDataset.for_evaluation(
-        args.test_csv, image_size, args.val_samples, seed=seed, vqm_config=config
+        args.test_csv, image_size, args.val_samples, seed=seed, vqm_config=config, split="test"
     )
     r = evaluate(model, dataset, args.batch_size, args.num_workers, device, seed)
     metrics = regression_metrics(r["pred"], r["true"])
@@ -274,7 +286,11 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    return run(args)
+    try:
+        return run(args)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        # Bad input (named in the message): no traceback needed.
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":
