@@ -165,6 +165,32 @@ def load_weak_models(
     return models
 
 
+def check_weak_models_fit(
+    weak_dir: str | Path, image_size: int, train_csv: str | Path | None = None
+) -> None:
+    """Refuse weak models trained at another image size or on another split than the g_phi
+    run that would use them (train_mq.sh trains them only when their folder is absent, so a
+    changed IMAGE_SIZE or TRAIN_CSV would otherwise reuse stale ones silently)."""
+    weak_dir = Path(weak_dir)
+    manifest_path = weak_dir / MANIFEST
+    if not manifest_path.is_file():
+        return  # load_weak_models explains
+    manifest = json.loads(manifest_path.read_text())
+    fix = f"delete {weak_dir} (train_mq.sh then retrains them) or set WEAK_MODEL_DIR"
+    if int(manifest["image_size"]) != image_size:
+        raise ValueError(
+            f"the weak models in {weak_dir} were trained at {manifest['image_size']} px, but "
+            f"g_phi trains at {image_size} px: {fix}"
+        )
+    if train_csv is not None:
+        theirs = Path(manifest["train_csv"]).resolve()
+        if theirs != Path(train_csv).resolve():
+            raise ValueError(
+                f"the weak models in {weak_dir} were trained on {manifest['train_csv']}, but "
+                f"g_phi trains on {train_csv}: {fix}"
+            )
+
+
 @torch.no_grad()
 def predict_weak_masks(
     weak_dir: str | Path,
@@ -179,8 +205,9 @@ def predict_weak_masks(
     """
     from training.common import progress
 
-    models = load_weak_models(weak_dir, device)
     n, s = len(images), images.shape[1]
+    check_weak_models_fit(weak_dir, s)
+    models = load_weak_models(weak_dir, device)
     if s % 32:
         raise ValueError(f"weak models need an image size divisible by 32, got {s}")
     packed = np.empty((len(models), n, s, (s + 7) // 8), dtype=np.uint8)
