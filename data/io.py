@@ -95,7 +95,9 @@ def read_image(path: str | Path, reduction: int = 1) -> np.ndarray:
     `reduction` 2, 4 or 8 decodes a JPEG at that fraction of its size (see
     `jpeg_reduction`): about 3x faster on multi-megapixel photographs.
     """
-    flag = _REDUCED_FLAGS.get(reduction, cv2.IMREAD_COLOR)
+    # Stored pixel order, as PIL reads masks: OpenCV would apply a JPEG's EXIF rotation to
+    # the image alone and misalign it with its mask.
+    flag = _REDUCED_FLAGS.get(reduction, cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
     img = cv2.imread(str(path), flag)
     if img is None:
         if not Path(path).exists():

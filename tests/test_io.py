@@ -160,3 +160,15 @@ def test_large_jpegs_decode_at_reduced_scale_for_unlabeled_caches(tmp_path):
         cv2.cvtColor(big, cv2.COLOR_BGR2RGB), (100, 100), interpolation=cv2.INTER_AREA
     ).astype(float)
     assert np.abs(fast - full).mean() < 4.0  # same picture, a few grey levels apart
+
+
+def test_exif_orientation_is_ignored_like_for_masks(tmp_path):
+    """A JPEG whose EXIF says "rotate 90 deg" decodes in stored order, as its mask does."""
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :10] = 255  # a bright left band marks the stored orientation
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 deg clockwise on display
+    Image.fromarray(pixels).save(tmp_path / "x.jpg", exif=exif, quality=95)
+    image = read_image(tmp_path / "x.jpg")
+    assert image.shape == (20, 40, 3)
+    assert image[:, :10].mean() > 200 and image[:, 20:].mean() < 50
