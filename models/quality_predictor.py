@@ -31,13 +31,15 @@ from data.io import IMAGENET_MEAN, IMAGENET_STD
 CHECKPOINT_FORMAT = "qgssl.g_phi"
 CHECKPOINT_VERSION = 1
 
-# The paper's g_phi backbones (acronym -> timm name).
+# The paper's g_phi backbones (acronym -> timm name). Weight tags are pinned to ImageNet-1k
+# checkpoints: an untagged name follows timm's default, which changes between releases
+# (convnext_tiny resolves to an ImageNet-12k fine-tune in timm 1.0).
 PAPER_BACKBONES: dict[str, str] = {
     "rn18": "resnet18.a1_in1k",
-    "mnv3": "mobilenetv3_large_100",
-    "effb0": "efficientnet_b0",
-    "dn121": "densenet121",
-    "cnxt": "convnext_tiny",
+    "mnv3": "mobilenetv3_large_100.ra_in1k",
+    "effb0": "efficientnet_b0.ra_in1k",
+    "dn121": "densenet121.tv_in1k",
+    "cnxt": "convnext_tiny.fb_in1k",
 }
 
 

@@ -118,3 +118,13 @@ def test_pretrained_weights_load_from_a_local_file(tmp_path):
         )
     with pytest.raises(ValueError, match="unknown timm backbone"):
         QualityPredictor(QualityPredictorConfig(backbone="resnet_nonexistent"))
+
+
+def test_paper_backbones_name_imagenet_1k_weights_timm_knows():
+    """Pinned tags: an untagged name would follow timm's changing default weights."""
+    from models.quality_predictor import PAPER_BACKBONES
+
+    known = set(timm.list_pretrained())
+    for name in PAPER_BACKBONES.values():
+        assert name in known, name
+        assert name.split(".")[1].endswith("in1k"), name
