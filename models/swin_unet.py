@@ -13,11 +13,13 @@ Choices where the paper and the official code leave room (documented here and in
   as drawn in the paper's Fig. 1; "official" takes each stage's input, as the official code
   does, so its 1/4-resolution skip is the raw patch embedding.
 - ``decoder_depths`` has one entry per level, ordered like the encoder's ``depths`` (level 0 =
-  1/4 resolution, 96 channels; level 3 = the 1/32 bottleneck). The SPEC's "decoder depths
-  2,2,2,2" is the official config's DECODER_DEPTHS, whose bottleneck entry belongs to a level
-  that in Swin-UNet is only a patch expansion; so the default is three levels of 2 blocks,
-  ``(2, 2, 2, 0)`` (a last entry > 0 adds blocks at 1/32, 14M parameters for 2). Note the
-  official code ignores its DECODER_DEPTHS and reuses the encoder's (6, 2, 2 for Swin-T).
+  1/4 resolution, 96 channels; level 3 = the 1/32 bottleneck). The default is SPEC.md's
+  "decoder depths 2,2,2,2", read literally: two blocks at every level, the 1/32 one included
+  (14M parameters there, little compute on a 7 x 7 map). The official config's
+  DECODER_DEPTHS has the same four entries, but in the official code the bottleneck level is
+  only a patch expansion and the other levels reuse the encoder's depths (6, 2, 2 for
+  Swin-T), ignoring DECODER_DEPTHS; ``(2, 2, 2, 0)`` (``--swin_decoder_depths 2 2 2 0``)
+  gives that structure with two blocks per level.
 - Window size at sizes other than 224 (Swin's shifted-window mask assumes windows tile the
   feature map): each stage uses the whole feature map as one window when it is at most
   ``window_size + 1`` tokens wide (what Swin itself does when the map is no larger than the
@@ -178,7 +180,7 @@ class SwinUNet(nn.Module):
         embed_dim: int = 96,
         depths: Sequence[int] = (2, 2, 6, 2),
         num_heads: Sequence[int] = (3, 6, 12, 24),
-        decoder_depths: Sequence[int] = (2, 2, 2, 0),
+        decoder_depths: Sequence[int] = (2, 2, 2, 2),
         drop_path_rate: float = 0.1,
         skip_source: str = "blocks",
     ) -> None:

@@ -83,8 +83,8 @@ def test_every_encoder_key_loads_at_224(official_state_dict, checkpoint_path, ca
         )
     assert len(report.loaded_encoder) == len(encoder_keys)
     assert report.resized == []
-    # decoder level i mirrors encoder stage i's blocks (levels 0-2 have 2 blocks by default)
-    for level in range(3):
+    # decoder level i mirrors encoder stage i's blocks (2 blocks at every level by default)
+    for level in range(4):
         for block in range(2):
             for suffix in ("attn.qkv.weight", "mlp.fc2.bias", "attn.relative_position_bias_table"):
                 torch.testing.assert_close(
@@ -93,7 +93,7 @@ def test_every_encoder_key_loads_at_224(official_state_dict, checkpoint_path, ca
                     rtol=0,
                     atol=0,
                 )
-    assert len(report.loaded_decoder) == 3 * 2 * 13  # 13 tensors per Swin block
+    assert len(report.loaded_decoder) == 4 * 2 * 13  # 13 tensors per Swin block
     # skipped: the classifier head and the stored buffers, with reasons
     assert report.skipped["head.weight"] == "classifier head, not used"
     buffers = [k for k in official_state_dict if _is_buffer(k)]
