@@ -321,6 +321,16 @@ def test_ict_with_lam_one_is_plain_consistency(scorer):
     torch.testing.assert_close(mix(a, perm, 0.25), 0.25 * a + 0.75 * a[perm])
 
 
+def test_ict_partners_are_a_derangement(scorer):
+    method = make_method(InterpolationConsistency, scorer)
+    torch.manual_seed(0)
+    for n in (2, 3, 8, 17):
+        for _ in range(20):
+            _, perm = method.sample_mix(n, torch.device("cpu"))
+            assert sorted(perm.tolist()) == list(range(n))  # a permutation
+            assert not (perm == torch.arange(n)).any()  # nobody mixed with itself
+
+
 # --------------------------------------------------------------------------------------
 # CPS
 # --------------------------------------------------------------------------------------

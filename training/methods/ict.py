@@ -27,7 +27,7 @@ class InterpolationConsistency(SSLMethod):
     """ICT (Verma et al. 2019): L = L_sup + lambda(t) * D(p_s(x_mix), mix(p_t)).
 
     One lam_mix ~ Beta(alpha, alpha) (--ict_alpha 1, i.e. uniform) and one random
-    permutation pi of the unlabeled batch per step:
+    derangement pi of the unlabeled batch per step:
       x_mix = lam_mix x_u + (1 - lam_mix) x_u[pi],
       target = lam_mix p_t + (1 - lam_mix) p_t[pi],  p_t = sigmoid(f_ema(x_u)) (no noise:
       the mixing is the perturbation),
@@ -49,10 +49,18 @@ class InterpolationConsistency(SSLMethod):
         add_consistency_type_argument(parser)
 
     def sample_mix(self, n: int, device: torch.device) -> tuple[float, torch.Tensor]:
-        """(lam_mix, permutation of n) for this step."""
+        """(lam_mix, partner of each sample) for this step.
+
+        The partners are a random derangement (no sample mixed with itself, which would
+        be no mix at all): a random cyclic order sigma, each sample paired with the next
+        one in it, pi(sigma_k) = sigma_(k+1).
+        """
         alpha = torch.tensor(float(self.args.ict_alpha))
         lam_mix = float(torch.distributions.Beta(alpha, alpha).sample())
-        return lam_mix, torch.randperm(n).to(device)
+        sigma = torch.randperm(n)
+        perm = torch.empty_like(sigma)
+        perm[sigma] = sigma.roll(-1)
+        return lam_mix, perm.to(device)
 
     def unsupervised(
         self,
