@@ -4,6 +4,7 @@
 # checkpoint; the console output is logged to ./logs/mq_test/.
 #
 # Edit the settings below, or set any of them from the environment:
+#     DATASET=PH2 bash test_mq.sh          (the test split recorded by train_mq.sh)
 #     CHECKPOINT=./checkpoints/mq/mq_PH2/best.pth TEST_CSV=... bash test_mq.sh
 # With no edits it evaluates the demo g_phi that `bash train_mq.sh` trained.
 set -euo pipefail
@@ -12,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 DATASET="${DATASET:-demo}"
 EXPERIMENT_NAME="${EXPERIMENT_NAME:-mq_${DATASET}}"
 CHECKPOINT="${CHECKPOINT:-./checkpoints/mq/${EXPERIMENT_NAME}/best.pth}"
-TEST_CSV="${TEST_CSV:-./prepare_datasets/demo_data/test.csv}"
+TEST_CSV="${TEST_CSV:-}"             # empty = the TEST_CSV train_mq.sh recorded in the checkpoint
 BATCH_SIZE="${BATCH_SIZE:-32}"
 NUM_WORKERS="${NUM_WORKERS:-2}"
 VAL_SAMPLES="${VAL_SAMPLES:-5}"      # fixed VQMs per test image
@@ -27,12 +28,12 @@ fi
 
 EXTRA=()
 [[ -n "$SEED" ]] && EXTRA+=(--seed "$SEED")
+[[ -n "$TEST_CSV" ]] && EXTRA+=(--test_csv "$TEST_CSV")
 mkdir -p ./logs/mq_test
 "$PYTHON" -u -m training.test_mq \
   --checkpoint "$CHECKPOINT" \
-  --test_csv "$TEST_CSV" \
   --batch_size "$BATCH_SIZE" \
   --num_workers "$NUM_WORKERS" \
   --val_samples "$VAL_SAMPLES" \
   --device "$DEVICE" \
-  "${EXTRA[@]}" 2>&1 | tee "./logs/mq_test/${EXPERIMENT_NAME}.log"
+  ${EXTRA[@]+"${EXTRA[@]}"} 2>&1 | tee "./logs/mq_test/${EXPERIMENT_NAME}.log"

@@ -18,6 +18,18 @@ VAL_CSV="${VAL_CSV:-./prepare_datasets/demo_data/val.csv}"
 TEST_CSV="${TEST_CSV:-./prepare_datasets/demo_data/test.csv}"
 UNLABELED_CSV_5K="${UNLABELED_CSV_5K:-./prepare_datasets/demo_data/unlabeled.csv}"
 
+# The CPU demo profile belongs to the demo data: a mix of the two is a mistake, caught here.
+for v in TRAIN_CSV VAL_CSV TEST_CSV UNLABELED_CSV_5K; do
+  case "${!v}" in */prepare_datasets/demo_data/*) on_demo=true ;; *) on_demo=false ;; esac
+  if [[ "$DATASET" == "demo" && "$on_demo" == false ]]; then
+    echo "error: $v=${!v} is your data, but DATASET is still 'demo': set DATASET to its name (it names the runs and switches the demo's CPU profile off)" >&2
+    exit 1
+  elif [[ "$DATASET" != "demo" && "$on_demo" == true ]]; then
+    echo "error: DATASET=$DATASET, but $v still points to the built-in demo (${!v}): set $v too" >&2
+    exit 1
+  fi
+done
+
 # ---- CPU profile of the built-in demo (only applies when DATASET=demo) -----------------
 # 64 px f_theta (g_phi, trained at 128 px by train_mq.sh, sees inputs resized to 128),
 # a ResNet18 encoder with random init and a narrow decoder, a higher learning rate and a
@@ -87,27 +99,36 @@ PATIENCE="${PATIENCE:-30}"
 OUTPUT_DIR="${OUTPUT_DIR:-./checkpoints/methods/${DATASET}}"
 RESUME="${RESUME:-false}"
 PYTHON="${PYTHON:-python}"
-METHODS="${METHODS:-supervised pseudo_label pseudo_label_sample_reweighting mean_teacher ua_mt mean_teacher_quality ict ict_quality cps cps_quality_weighted contrastive contrastive_quality ours_qar ours_pl_qw}"
+ALL_METHODS="supervised pseudo_label pseudo_label_sample_reweighting mean_teacher ua_mt mean_teacher_quality ict ict_quality cps cps_quality_weighted contrastive contrastive_quality ours_qar ours_pl_qw"
+METHODS="${METHODS:-$ALL_METHODS}"                    # all fourteen by default
 
 # ---------------------------------------------------------------------------------------
-declare -A SEG_MODEL_ACRONYM=([unetpp]=UP [attentionunet]=AU [swinunet]=SU)
-declare -A METHOD_ACRONYM=(
-  [supervised]=SUP [pseudo_label]=PL-T [pseudo_label_sample_reweighting]=PL-C
-  [mean_teacher]=MT [ua_mt]=UA-MT [mean_teacher_quality]=MT-QW [ict]=ICT
-  [ict_quality]=ICT-QW [cps]=CPS [cps_quality_weighted]=CPS-QW [contrastive]=CL
-  [contrastive_quality]=CL-QW [ours_qar]=QAR [ours_pl_qw]=PL-QW
-)
+# Run names use the paper's acronyms. (Functions rather than associative arrays: the
+# script also runs on bash 3.2, macOS's /bin/bash.)
+ALL_SEG_MODELS="unetpp attentionunet swinunet"
+method_acronym() {
+  case "$1" in
+    supervised) echo SUP ;; pseudo_label) echo PL-T ;; pseudo_label_sample_reweighting) echo PL-C ;;
+    mean_teacher) echo MT ;; ua_mt) echo UA-MT ;; mean_teacher_quality) echo MT-QW ;;
+    ict) echo ICT ;; ict_quality) echo ICT-QW ;; cps) echo CPS ;; cps_quality_weighted) echo CPS-QW ;;
+    contrastive) echo CL ;; contrastive_quality) echo CL-QW ;; ours_qar) echo QAR ;;
+    ours_pl_qw) echo PL-QW ;; *) return 1 ;;
+  esac
+}
+seg_model_acronym() {
+  case "$1" in unetpp) echo UP ;; attentionunet) echo AU ;; swinunet) echo SU ;; *) return 1 ;; esac
+}
 QUALITY_METHODS=" mean_teacher_quality ict_quality cps_quality_weighted contrastive_quality ours_qar ours_pl_qw "
 
 for m in $METHODS; do
-  [[ -n "${METHOD_ACRONYM[$m]:-}" ]] || { echo "error: unknown method '$m'; valid: ${!METHOD_ACRONYM[*]}" >&2; exit 1; }
+  method_acronym "$m" >/dev/null || { echo "error: unknown method '$m'; valid: $ALL_METHODS" >&2; exit 1; }
   if [[ "$QUALITY_METHODS" == *" $m "* && ! -f "$MQ_CHECKPOINT" ]]; then
     echo "error: $m needs g_phi but MQ_CHECKPOINT=$MQ_CHECKPOINT does not exist (run 'bash train_mq.sh' first)" >&2
     exit 1
   fi
 done
 for s in $SEG_MODELS; do
-  [[ -n "${SEG_MODEL_ACRONYM[$s]:-}" ]] || { echo "error: unknown model '$s'; valid: ${!SEG_MODEL_ACRONYM[*]}" >&2; exit 1; }
+  seg_model_acronym "$s" >/dev/null || { echo "error: unknown model '$s'; valid: $ALL_SEG_MODELS" >&2; exit 1; }
 done
 
 LAUNCH=("$PYTHON" -u -m)
@@ -152,7 +173,7 @@ set_method_args() {  # METHOD_ARGS: the flags a method takes (lambda schedule, o
 
 mkdir -p ./logs/methods
 for SEG_MODEL in $SEG_MODELS; do
-  SEG_ACRONYM="${SEG_MODEL_ACRONYM[$SEG_MODEL]}"
+  SEG_ACRONYM="$(seg_model_acronym "$SEG_MODEL")"
   BASE_EXPERIMENT_NAME="${DATASET}_${SEG_ACRONYM}_${EPOCHS}_${PATIENCE}_${BATCH_SIZE_LABELED}_${BATCH_SIZE_UNLABELED}_${LR}_${WEIGHT_DECAY}_${EMA_DECAY}_${SEED}"
   COMMON_ARGS=(
     --dataset "$DATASET"
@@ -188,14 +209,16 @@ for SEG_MODEL in $SEG_MODELS; do
   [[ "$RESUME" == "true" ]] && COMMON_ARGS+=(--resume)
 
   for METHOD in $METHODS; do
-    EXPERIMENT_NAME="${METHOD_ACRONYM[$METHOD]}_${BASE_EXPERIMENT_NAME}"
-    echo "=== ${METHOD_ACRONYM[$METHOD]} on ${SEG_ACRONYM} (${EXPERIMENT_NAME}) ==="
+    ACRONYM="$(method_acronym "$METHOD")"
+    EXPERIMENT_NAME="${ACRONYM}_${BASE_EXPERIMENT_NAME}"
+    echo "=== ${ACRONYM} on ${SEG_ACRONYM} (${EXPERIMENT_NAME}) ==="
     set_method_args "$METHOD"
+    # ${A[@]+"${A[@]}"}: an empty array under `set -u` on bash < 4.4
     "${LAUNCH[@]}" training.train_semisup \
       --method "$METHOD" \
       --experiment_name "$EXPERIMENT_NAME" \
       "${COMMON_ARGS[@]}" \
-      "${METHOD_ARGS[@]}" 2>&1 | tee "./logs/methods/${EXPERIMENT_NAME}.log"
+      ${METHOD_ARGS[@]+"${METHOD_ARGS[@]}"} 2>&1 | tee "./logs/methods/${EXPERIMENT_NAME}.log"
   done
 done
 

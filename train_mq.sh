@@ -16,6 +16,18 @@ TRAIN_CSV="${TRAIN_CSV:-./prepare_datasets/demo_data/train.csv}"
 VAL_CSV="${VAL_CSV:-./prepare_datasets/demo_data/val.csv}"
 TEST_CSV="${TEST_CSV:-./prepare_datasets/demo_data/test.csv}"
 
+# The CPU demo profile belongs to the demo data: a mix of the two is a mistake, caught here.
+for v in TRAIN_CSV VAL_CSV TEST_CSV; do
+  case "${!v}" in */prepare_datasets/demo_data/*) on_demo=true ;; *) on_demo=false ;; esac
+  if [[ "$DATASET" == "demo" && "$on_demo" == false ]]; then
+    echo "error: $v=${!v} is your data, but DATASET is still 'demo': set DATASET to its name (it names the runs and switches the demo's CPU profile off)" >&2
+    exit 1
+  elif [[ "$DATASET" != "demo" && "$on_demo" == true ]]; then
+    echo "error: DATASET=$DATASET, but $v still points to the built-in demo (${!v}): set $v too" >&2
+    exit 1
+  fi
+done
+
 # ---- CPU profile of the built-in demo (only applies when DATASET=demo) -----------------
 if [[ "$DATASET" == "demo" ]]; then
   : "${IMAGE_SIZE:=128}" "${EPOCHS:=8}" "${SAMPLES_PER_IMAGE:=10}" "${PRETRAINED:=false}"
@@ -102,6 +114,7 @@ mkdir -p ./logs/mq_train
   --dataset "$DATASET" \
   --train_csv "$TRAIN_CSV" \
   --val_csv "$VAL_CSV" \
+  --test_csv "$TEST_CSV" \
   --backbone "$BACKBONE" \
   --dropout "$DROPOUT" \
   --pretrained "$PRETRAINED" \
@@ -127,6 +140,6 @@ mkdir -p ./logs/mq_train
   --patience "$PATIENCE" \
   --output_dir "$OUTPUT_DIR" \
   --experiment_name "$EXPERIMENT_NAME" \
-  "${EXTRA[@]}" 2>&1 | tee "./logs/mq_train/${EXPERIMENT_NAME}.log"
+  ${EXTRA[@]+"${EXTRA[@]}"} 2>&1 | tee "./logs/mq_train/${EXPERIMENT_NAME}.log"
 
 echo "g_phi ($BACKBONE_ACRONYM) trained: ${OUTPUT_DIR}/${EXPERIMENT_NAME}/best.pth"

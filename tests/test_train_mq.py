@@ -28,7 +28,9 @@ def train_args(tiny_demo, out, name="run", *extra):
 
 @pytest.mark.slow
 def test_train_then_test_end_to_end(tiny_demo, tmp_path):
-    run_dir = train_mq.main(train_args(tiny_demo, tmp_path))
+    run_dir = train_mq.main(
+        train_args(tiny_demo, tmp_path, "run", "--test_csv", str(tiny_demo["test"]))
+    )
     for f in ("args.json", "summary.csv", "best.pth", "latest.pth"):
         assert (run_dir / f).is_file(), f
     rows = list(csv.DictReader((run_dir / "summary.csv").open()))
@@ -41,22 +43,15 @@ def test_train_then_test_end_to_end(tiny_demo, tmp_path):
     assert ckpt["model_config"]["backbone"] == "test_resnet"
     assert ckpt["image_size"] == 64 and ckpt["vqm_config"]["category_probs"]["identity"] == 0.2
 
-    result = test_mq.main(
-        [
-            "--checkpoint",
-            str(run_dir / "best.pth"),
-            "--test_csv",
-            str(tiny_demo["test"]),
-            "--num_workers",
-            "0",
-        ]
-    )
+    # The test split comes from the checkpoint, where --test_csv recorded it.
+    result = test_mq.main(["--checkpoint", str(run_dir / "best.pth"), "--num_workers", "0"])
     saved = json.loads((run_dir / "test_metrics.json").read_text())
     for key in ("mae", "mse", "pearson", "spearman", "per_category", "image_dependence"):
         assert key in saved
     assert saved["n"] == 4 * 5 and saved["mae"] == pytest.approx(result["mae"])
     assert set(saved["image_dependence"]) >= {"blackout", "shuffled", "passed"}
     assert (run_dir / "test_scatter.png").stat().st_size > 1000
+    assert saved["test_csv"] == str(tiny_demo["test"])
 
 
 @pytest.mark.slow
@@ -82,10 +77,18 @@ def test_bad_settings_fail_before_training(tiny_demo, tmp_path):
     bad_csv.write_text("image,mask\na,b\n")
     args = train_args(tiny_demo, tmp_path, "c")
     args[args.index("--train_csv") + 1] = str(bad_csv)
-    from data.io import DataError
-
-    with pytest.raises(DataError, match="lacks column"):
+    with pytest.raises(SystemExit, match=r"bad\.csv lacks column"):
         train_mq.main(args)
+    # A wrong test split fails before training, not after it.
+    args = train_args(tiny_demo, tmp_path, "t", "--test_csv", str(tmp_path / "nope.csv"))
+    with pytest.raises(SystemExit, match=r"--test_csv: .*nope\.csv"):
+        train_mq.main(args)
+    assert not (tmp_path / "t" / "latest.pth").exists()
+
+
+def test_test_mq_errors_are_clear(tiny_demo, tmp_path):
+    with pytest.raises(SystemExit, match=r"no/such\.pth"):
+        test_mq.main(["--checkpoint", str(tmp_path / "no/such.pth")])
 
 
 @pytest.mark.slow

@@ -373,6 +373,29 @@ def check_finite(terms: Mapping[str, torch.Tensor | float], epoch: int, step: in
             )
 
 
+def check_loss_finite(
+    loss: torch.Tensor,
+    terms: Mapping[str, torch.Tensor | float],
+    epoch: int,
+    step: int,
+    ctx: DistContext,
+) -> None:
+    """`check_finite` on every rank at once: one host sync per step (`loss.item()`), plus,
+    under DDP, one all-reduce of the verdict, so that all ranks stop together instead of
+    the others waiting in the next gradient all-reduce until the timeout."""
+    finite = math.isfinite(loss.item())
+    if ctx.distributed:
+        flag = torch.tensor([1.0 if finite else 0.0], device=ctx.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        if flag.item() == 0.0 and finite:
+            raise NonFiniteLossError(
+                f"another process's loss is not finite at epoch {epoch}, step {step} (its "
+                "message names the term); stopping. The last good checkpoint is left intact."
+            )
+    if not finite:
+        check_finite({**terms, "loss": loss}, epoch, step)
+
+
 def capture_rng_state() -> dict[str, Any]:
     state = {
         "python": random.getstate(),
@@ -385,11 +408,13 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore `capture_rng_state`'s states. torch wants them as CPU byte tensors, which a
+    checkpoint loaded with map_location=cuda no longer holds: move them back first."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])  # noqa: NPY002
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def str2bool(value: str | bool) -> bool:

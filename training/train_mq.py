@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from data.io import DataError, load_labeled_csv
 from data.mq_dataset import MQDataset, quality_input
 from data.samplers import EpochSampler
 from data.vqm_generator import CATEGORIES, PAPER_CATEGORY_PROBS, VQMConfig
@@ -36,6 +37,7 @@ from models.quality_predictor import (
 from training.common import (
     MIXED_PRECISION_CHOICES,
     DistContext,
+    NonFiniteLossError,
     SummaryCSV,
     all_gather_objects,
     atomic_save,
@@ -44,7 +46,7 @@ from training.common import (
     barrier,
     broadcast_object,
     capture_rng_state,
-    check_finite,
+    check_loss_finite,
     cleanup_distributed,
     clip_and_step,
     init_distributed,
@@ -77,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = p.add_argument_group("data")
     d.add_argument("--train_csv", required=True, help="labeled split CSV (image_path,mask_path)")
     d.add_argument("--val_csv", required=True, help="validation split CSV")
+    d.add_argument(
+        "--test_csv",
+        default=None,
+        help="test split CSV: checked before training and recorded in the checkpoint, where "
+        "test_mq.py finds it (training never reads its images)",
+    )
     d.add_argument("--dataset", default="", help="data set name, recorded in the checkpoint")
     d.add_argument("--image_size", type=int, default=224)
     d.add_argument("--samples_per_image", type=int, default=50, help="K: VQMs per image per epoch")
@@ -170,6 +178,11 @@ def validate_args(args: argparse.Namespace) -> VQMConfig:
         raise SystemExit("error: --use_weak_models needs --weak_model_dir")
     if not args.use_weak_models:
         args.weak_model_prob = 0.0
+    if args.test_csv:
+        try:
+            load_labeled_csv(args.test_csv)  # a wrong path fails now, not after training
+        except DataError as exc:
+            raise SystemExit(f"error: --test_csv: {exc}") from None
     return config
 
 
@@ -298,9 +311,11 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
             state["bad_epochs"],
         )
         restore_rng_state(state["rng"])
+        if bad_epochs >= args.patience:
+            start_epoch = args.epochs  # it had stopped early: train no further
         if ctx.is_main:
             truncate_summary(run_dir / "summary.csv", state["epoch"])
-            print(f"resuming {run_dir} at epoch {start_epoch}")
+            print(f"resuming {run_dir} at epoch {start_epoch + 1}")
 
     settings = {
         "image_size": args.image_size,
@@ -308,6 +323,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
         "dataset": args.dataset,
         "train_csv": str(args.train_csv),
         "val_csv": str(args.val_csv),
+        "test_csv": str(args.test_csv) if args.test_csv else None,
         "samples_per_image_val": args.samples_per_image_val,
         "seed": args.seed,
         "weak_model_prob": args.weak_model_prob,
@@ -348,7 +364,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
             with autocast(ctx.device, amp_dtype):
                 pred = model(x)
             loss = loss_fn(pred.float(), target)
-            check_finite({"quality_loss": loss}, epoch, step)
+            check_loss_finite(loss, {"quality_loss": loss}, epoch, step, ctx)
             clip_and_step(loss, optimizer, scaler, model.parameters(), args.grad_clip)
             if per_batch:
                 scheduler.step()
@@ -438,6 +454,9 @@ def main(argv: list[str] | None = None) -> Path:
     ctx = init_distributed(args.device)
     try:
         return train(args, ctx)
+    except (NonFiniteLossError, DataError, FileNotFoundError, ValueError) as exc:
+        # Bad input or settings (named in the message), or a NaN loss: no traceback needed.
+        raise SystemExit(f"error: {exc}") from None
     finally:
         cleanup_distributed()
 

@@ -53,7 +53,7 @@ from training.common import (
     barrier,
     broadcast_object,
     capture_rng_state,
-    check_finite,
+    check_loss_finite,
     cleanup_distributed,
     clip_and_step,
     init_distributed,
@@ -111,6 +111,13 @@ def build_parser(method: type[SSLMethod] | None = None) -> argparse.ArgumentPars
         nargs="+",
         default=None,
         help="CNN decoder widths (smp default 256 128 64 32 16)",
+    )
+    m.add_argument(
+        "--swin_decoder_depths",
+        type=int,
+        nargs=4,
+        default=None,
+        help="Swin-UNet blocks per decoder level, 1/4 resolution first (default 2 2 2 2)",
     )
     m.add_argument("--mq_checkpoint", default=None, help="g_phi checkpoint (quality methods)")
     m.add_argument(
@@ -224,7 +231,11 @@ class _Meter:
 def build_networks(args, method: type[SSLMethod], ctx: DistContext) -> list[torch.nn.Module]:
     """The method's networks (CPS: two, with different init seeds), wrapped for DDP."""
     nets = []
-    extra = {"decoder_channels": tuple(args.decoder_channels)} if args.decoder_channels else {}
+    extra = {}
+    if args.decoder_channels and args.seg_model.lower() not in ("swinunet", "su"):
+        extra["decoder_channels"] = tuple(args.decoder_channels)
+    if args.swin_decoder_depths and args.seg_model.lower() in ("swinunet", "su"):
+        extra["decoder_depths"] = tuple(args.swin_decoder_depths)
     for k in range(method.num_networks):
         torch.manual_seed(args.seed + 1000 * k)
         net = create_seg_model(
@@ -365,6 +376,8 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
         start_epoch, step = state["epoch"] + 1, state["step"]
         best, best_epoch, bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
         restore_rng_state(state["rng"])
+        if bad_epochs >= args.patience:
+            start_epoch = args.epochs  # it had stopped early: only the test is left
         if ctx.is_main:
             truncate_summary(run_dir / "summary.csv", state["epoch"])
             print(f"resuming {run_dir} at epoch {start_epoch + 1}", flush=True)
@@ -423,8 +436,7 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             )
             with autocast(ctx.device, amp_dtype):
                 loss, logs = method.train_step(batch, info)
-            if not math.isfinite(loss.item()):  # one sync per step; name the term if bad
-                check_finite({**logs, "loss": loss}, epoch, step)
+            check_loss_finite(loss, logs, epoch, step, ctx)
             clip_and_step(loss, optimizer, scaler, params, args.grad_clip)
             method.after_step(step)
             step += 1
