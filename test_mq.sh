@@ -20,6 +20,7 @@ VAL_SAMPLES="${VAL_SAMPLES:-5}"      # fixed VQMs per test image
 SEED="${SEED:-}"                     # seed of the test VQMs; empty = the checkpoint's
 DEVICE="${DEVICE:-auto}"
 PYTHON="${PYTHON:-python}"
+LOG_DIR="${LOG_DIR:-./logs}"                        # console logs
 
 if [[ ! -f "$CHECKPOINT" ]]; then
   echo "error: g_phi checkpoint not found: $CHECKPOINT (run 'bash train_mq.sh' first, or set CHECKPOINT)" >&2
@@ -29,11 +30,11 @@ fi
 EXTRA=()
 [[ -n "$SEED" ]] && EXTRA+=(--seed "$SEED")
 [[ -n "$TEST_CSV" ]] && EXTRA+=(--test_csv "$TEST_CSV")
-mkdir -p ./logs/mq_test
+mkdir -p "$LOG_DIR/mq_test"
 "$PYTHON" -u -m training.test_mq \
   --checkpoint "$CHECKPOINT" \
   --batch_size "$BATCH_SIZE" \
   --num_workers "$NUM_WORKERS" \
   --val_samples "$VAL_SAMPLES" \
   --device "$DEVICE" \
-  ${EXTRA[@]+"${EXTRA[@]}"} 2>&1 | tee "./logs/mq_test/${EXPERIMENT_NAME}.log"
+  ${EXTRA[@]+"${EXTRA[@]}"} 2>&1 | tee "$LOG_DIR/mq_test/${EXPERIMENT_NAME}.log"

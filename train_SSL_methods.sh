@@ -99,6 +99,7 @@ PATIENCE="${PATIENCE:-30}"
 OUTPUT_DIR="${OUTPUT_DIR:-./checkpoints/methods/${DATASET}}"
 RESUME="${RESUME:-false}"
 PYTHON="${PYTHON:-python}"
+LOG_DIR="${LOG_DIR:-./logs}"                        # console logs
 ALL_METHODS="supervised pseudo_label pseudo_label_sample_reweighting mean_teacher ua_mt mean_teacher_quality ict ict_quality cps cps_quality_weighted contrastive contrastive_quality ours_qar ours_pl_qw"
 METHODS="${METHODS:-$ALL_METHODS}"                    # all fourteen by default
 
@@ -171,7 +172,7 @@ set_method_args() {  # METHOD_ARGS: the flags a method takes (lambda schedule, o
   esac
 }
 
-mkdir -p ./logs/methods
+mkdir -p "$LOG_DIR/methods"
 for SEG_MODEL in $SEG_MODELS; do
   SEG_ACRONYM="$(seg_model_acronym "$SEG_MODEL")"
   BASE_EXPERIMENT_NAME="${DATASET}_${SEG_ACRONYM}_${EPOCHS}_${PATIENCE}_${BATCH_SIZE_LABELED}_${BATCH_SIZE_UNLABELED}_${LR}_${WEIGHT_DECAY}_${EMA_DECAY}_${SEED}"
@@ -218,7 +219,7 @@ for SEG_MODEL in $SEG_MODELS; do
       --method "$METHOD" \
       --experiment_name "$EXPERIMENT_NAME" \
       "${COMMON_ARGS[@]}" \
-      ${METHOD_ARGS[@]+"${METHOD_ARGS[@]}"} 2>&1 | tee "./logs/methods/${EXPERIMENT_NAME}.log"
+      ${METHOD_ARGS[@]+"${METHOD_ARGS[@]}"} 2>&1 | tee "$LOG_DIR/methods/${EXPERIMENT_NAME}.log"
   done
 done
 

@@ -77,6 +77,7 @@ OUTPUT_DIR="${OUTPUT_DIR:-./checkpoints/mq}"
 EXPERIMENT_NAME="${EXPERIMENT_NAME:-mq_${DATASET}}"
 RESUME="${RESUME:-false}"                            # true: continue the run from latest.pth
 PYTHON="${PYTHON:-python}"
+LOG_DIR="${LOG_DIR:-./logs}"                        # console logs
 
 # ---------------------------------------------------------------------------------------
 if [[ "$DATASET" == "demo" && ! -f "$TRAIN_CSV" ]]; then
@@ -109,7 +110,7 @@ EXTRA=()
 [[ -n "$PRETRAINED_PATH" ]] && EXTRA+=(--pretrained_path "$PRETRAINED_PATH")
 [[ "$RESUME" == "true" ]] && EXTRA+=(--resume)
 
-mkdir -p ./logs/mq_train
+mkdir -p "$LOG_DIR/mq_train"
 "${LAUNCH[@]}" training.train_mq \
   --dataset "$DATASET" \
   --train_csv "$TRAIN_CSV" \
@@ -140,6 +141,6 @@ mkdir -p ./logs/mq_train
   --patience "$PATIENCE" \
   --output_dir "$OUTPUT_DIR" \
   --experiment_name "$EXPERIMENT_NAME" \
-  ${EXTRA[@]+"${EXTRA[@]}"} 2>&1 | tee "./logs/mq_train/${EXPERIMENT_NAME}.log"
+  ${EXTRA[@]+"${EXTRA[@]}"} 2>&1 | tee "$LOG_DIR/mq_train/${EXPERIMENT_NAME}.log"
 
 echo "g_phi ($BACKBONE_ACRONYM) trained: ${OUTPUT_DIR}/${EXPERIMENT_NAME}/best.pth"
