@@ -35,7 +35,7 @@ done
 # a ResNet18 encoder with random init and a narrow decoder, a higher learning rate and a
 # short schedule.
 if [[ "$DATASET" == "demo" ]]; then
-  : "${SEG_MODELS:=unetpp}" "${IMAGE_SIZE:=64}" "${EPOCHS:=5}" "${ENCODER_WEIGHTS:=none}"
+  : "${SEG_MODELS:=unetpp}" "${IMAGE_SIZE:=64}" "${EPOCHS:=4}" "${ENCODER_WEIGHTS:=none}"
   : "${SEG_ENCODER:=resnet18}"
   : "${BATCH_SIZE_LABELED:=8}" "${BATCH_SIZE_UNLABELED:=16}" "${LR:=1e-3}"
   : "${NUM_WORKERS:=1}" "${MQ_RESIZE:=true}" "${EMA_WARMUP_STEPS:=50}"

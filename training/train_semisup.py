@@ -246,9 +246,9 @@ def build_networks(args, method: type[SSLMethod], ctx: DistContext) -> list[torc
             swin_pretrained_path=args.swin_pretrained_path,
             **extra,
         )
-        net = FeatureNet(net).to(ctx.device)
-        if ctx.device.type == "cuda":
-            net = net.to(memory_format=torch.channels_last)
+        # Channels-last on every device: tensor cores on CUDA, and oneDNN's convolutions on
+        # a CPU (U-Net++ forward + backward 9% faster at 64 px).
+        net = FeatureNet(net).to(ctx.device, memory_format=torch.channels_last)
         if ctx.distributed:
             net = DistributedDataParallel(
                 net, device_ids=[ctx.device] if ctx.device.type == "cuda" else None
@@ -259,9 +259,7 @@ def build_networks(args, method: type[SSLMethod], ctx: DistContext) -> list[torc
 
 def to_device_images(images: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     x = normalize_tensor(images.to(ctx.device, non_blocking=True))
-    if ctx.device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContext) -> Path:

@@ -58,7 +58,7 @@ def pixel_info_nce(
     Returns the loss and logs (number of anchors).
     """
     c = features.shape[1]
-    # Channels-last pixels: a view for channels_last inputs (the loop's CUDA layout).
+    # Channels-last pixels: a view for channels_last inputs (the loop's layout).
     pixels = features.permute(0, 2, 3, 1).reshape(-1, c)
     lab = labels.reshape(-1) > 0.5
     kept = keep.reshape(-1) > 0
