@@ -16,17 +16,9 @@ TRAIN_CSV="${TRAIN_CSV:-./prepare_datasets/demo_data/train.csv}"
 VAL_CSV="${VAL_CSV:-./prepare_datasets/demo_data/val.csv}"
 TEST_CSV="${TEST_CSV:-./prepare_datasets/demo_data/test.csv}"
 
-# The CPU demo profile belongs to the demo data: a mix of the two is a mistake, caught here.
-for v in TRAIN_CSV VAL_CSV TEST_CSV; do
-  case "${!v}" in */prepare_datasets/demo_data/*) on_demo=true ;; *) on_demo=false ;; esac
-  if [[ "$DATASET" == "demo" && "$on_demo" == false ]]; then
-    echo "error: $v=${!v} is your data, but DATASET is still 'demo': set DATASET to its name (it names the runs and switches the demo's CPU profile off)" >&2
-    exit 1
-  elif [[ "$DATASET" != "demo" && "$on_demo" == true ]]; then
-    echo "error: DATASET=$DATASET, but $v still points to the built-in demo (${!v}): set $v too" >&2
-    exit 1
-  fi
-done
+# shellcheck source=training/script_helpers.sh
+source ./training/script_helpers.sh
+check_demo_consistency TRAIN_CSV VAL_CSV TEST_CSV
 
 # ---- CPU profile of the built-in demo (only applies when DATASET=demo) -----------------
 if [[ "$DATASET" == "demo" ]]; then

@@ -1,0 +1,18 @@
+# Shared by train_mq.sh and train_SSL_methods.sh (sourced, not run).
+
+# check_demo_consistency VAR...: the demo's CPU profile belongs to the demo data, so
+# DATASET=demo with your CSVs, or another DATASET with the demo's CSVs, is a mistake that
+# is caught here, before any training.
+check_demo_consistency() {
+  local v on_demo
+  for v in "$@"; do
+    case "${!v}" in */prepare_datasets/demo_data/*) on_demo=true ;; *) on_demo=false ;; esac
+    if [[ "$DATASET" == "demo" && "$on_demo" == false ]]; then
+      echo "error: $v=${!v} is your data, but DATASET is still 'demo': set DATASET to its name (it names the runs and switches the demo's CPU profile off)" >&2
+      exit 1
+    elif [[ "$DATASET" != "demo" && "$on_demo" == true ]]; then
+      echo "error: DATASET=$DATASET, but $v still points to the built-in demo (${!v}): set $v too" >&2
+      exit 1
+    fi
+  done
+}
