@@ -47,20 +47,23 @@ def binarize_mask(arr: np.ndarray) -> np.ndarray:
     """Return a {0, 1} uint8 mask from any encoding, thresholding at half its range.
 
     Colour masks are reduced with the maximum over the colour channels (alpha ignored), so
-    a lesion drawn in any colour on black is foreground. The range is [0, 1] when the
-    maximum value is at most 1, [0, 255] up to 255 and [0, 65535] above.
+    a lesion drawn in any colour on black is foreground. The coding is read off the peak
+    value: below 128 the mask is 0/1-coded (or a small label map) and every non-zero value
+    is foreground, threshold 0.5 (a 0/1 mask saved as JPEG has stray 2s, which must not
+    make it look 0/255-coded); up to 255 it is 0/255-coded, threshold 127.5; above 255
+    (16-bit) the threshold is half the peak.
     """
     if arr.ndim == 3:
         arr = arr[..., :3].max(axis=2) if arr.shape[2] >= 3 else arr[..., 0]
     if arr.dtype == bool:
         return arr.astype(np.uint8)
     peak = float(arr.max()) if arr.size else 0.0
-    if peak <= 1.0:
+    if peak < 128.0:
         threshold = 0.5
     elif peak <= 255.0:
         threshold = 127.5
     else:
-        threshold = 32767.5
+        threshold = peak / 2.0
     return (arr > threshold).astype(np.uint8)
 
 
@@ -110,9 +113,10 @@ def read_mask(path: str | Path) -> np.ndarray:
     """Decode a mask as {0, 1} uint8 (H, W), whatever its encoding (see `binarize_mask`)."""
     try:
         with Image.open(path) as pil:
-            if pil.mode == "P":
-                # Palette masks: index 0 is background, any other index is foreground.
-                return (np.asarray(pil) > 0).astype(np.uint8)
+            if pil.mode in ("P", "PA"):
+                # Palette masks by their colours, not their indices: a quantised 0/255 mask
+                # can store white at index 0.
+                pil = pil.convert("RGB")
             arr = np.asarray(pil)
     except FileNotFoundError:
         raise DataError(f"mask not found: {path}") from None

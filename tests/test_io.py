@@ -35,7 +35,21 @@ def write_csv(path, rows, header="image_path,mask_path"):
     return path
 
 
-@pytest.mark.parametrize("encoding", ["0/255", "0/1", "rgb", "rgba", "jpeg", "palette", "16bit"])
+ENCODINGS = [
+    "0/255",
+    "0/1",
+    "rgb",
+    "rgba",
+    "jpeg",
+    "jpeg 0/1",
+    "palette",
+    "palette white first",
+    "16bit",
+    "16bit 0/1000",
+]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
 def test_masks_of_every_encoding_read_as_binary(tmp_path, encoding):
     m = disc()
     path = tmp_path / "mask.png"
@@ -53,16 +67,27 @@ def test_masks_of_every_encoding_read_as_binary(tmp_path, encoding):
         path = tmp_path / "mask.jpg"
         cv2.imwrite(str(path), m * 255, [cv2.IMWRITE_JPEG_QUALITY, 60])
         assert len(np.unique(cv2.imread(str(path), 0))) > 2  # really noisy
+    elif encoding == "jpeg 0/1":  # noise makes stray 2s: still 0/1-coded, not 0/255
+        path = tmp_path / "mask.jpg"
+        cv2.imwrite(str(path), m, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        assert cv2.imread(str(path), 0).max() >= 2
     elif encoding == "palette":
         pil = Image.fromarray(m, mode="L").convert("P")
         pil.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)
         pil.save(path)
+    elif encoding == "palette white first":  # as PIL's quantize() stores a 0/255 mask
+        pil = Image.fromarray(1 - m, mode="L").convert("P")
+        pil.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)
+        pil.save(path)
     elif encoding == "16bit":
         cv2.imwrite(str(path), m.astype(np.uint16) * 65535)
+    elif encoding == "16bit 0/1000":
+        cv2.imwrite(str(path), m.astype(np.uint16) * 1000)
     out = read_mask(path)
     assert out.dtype == np.uint8 and set(np.unique(out).tolist()) <= {0, 1}
-    # JPEG ringing can flip a few boundary pixels; everything else is exact.
-    tolerance = 8 if encoding == "jpeg" else 0
+    # JPEG ringing can flip a few boundary pixels (more of a 0/1 mask, whose whole range is
+    # one grey level); everything else is exact.
+    tolerance = {"jpeg": 8, "jpeg 0/1": 16}.get(encoding, 0)
     assert np.count_nonzero(out != m) <= tolerance
 
 
