@@ -557,8 +557,10 @@ def extract_id(value: str, known: set[str], id_pattern: str | None = None) -> st
         [*DEFAULT_MASK_PREFIXES, *DEFAULT_IMAGE_PREFIXES],
         [*DEFAULT_MASK_SUFFIXES, *DEFAULT_IMAGE_SUFFIXES],
     ):
-        if core in folded:
-            return folded[core]
+        # Sample ids are file-name-safe (`safe_id`): `lesion 0.png` is sample `lesion_0`.
+        for candidate in (core, safe_id(core)):
+            if candidate.casefold() in folded:
+                return folded[candidate.casefold()]
     return stem
 
 
@@ -786,6 +788,12 @@ def prepare_labeled_dataset(
             raise DataError(
                 f"--output_dir {output_dir} lies inside the source folder {src}; choose a "
                 "folder outside it (sources are only read, and a rerun would read it back)"
+            )
+        if src is not None and is_inside(src, output_dir):
+            # Even with --overwrite: its images/ and masks/ could be the sources themselves.
+            raise DataError(
+                f"the source folder {src} lies inside --output_dir {output_dir}; choose an "
+                "output folder outside the sources (they are never modified)"
             )
 
     by_id = {s.sample_id: s for s in layout.samples}

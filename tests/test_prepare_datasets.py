@@ -592,6 +592,32 @@ def test_output_folder_refused_reused_and_overwritten(pairs_root, tmp_path, caps
     inside = ["--root", str(pairs_root), "--output_dir", str(pairs_root / "prepared"), *QUIET]
     assert prepare_folder_pairs.main(inside) == 2
     assert "inside the source" in capsys.readouterr().err
+    # The sources inside the output folder: refused even with --overwrite, whose images/
+    # and masks/ would be the source files themselves.
+    before = snapshot(pairs_root)
+    around = [
+        "--images_dir", str(pairs_root / "images"), "--masks_dir", str(pairs_root / "masks"),
+        "--output_dir", str(pairs_root), "--image_size", "20", "--split_sizes", "4,1,1",
+        "--overwrite", *QUIET,
+    ]  # fmt: skip
+    assert prepare_folder_pairs.main(around) == 2
+    assert "lies inside --output_dir" in capsys.readouterr().err
+    assert snapshot(pairs_root) == before
+
+
+def test_split_file_names_files_whose_ids_were_made_safe(tmp_path):
+    """`lesion 0.png` is sample `lesion_0`; a split file naming the file still finds it."""
+    root = tmp_path / "spaced"
+    for i in range(6):
+        write_pair(root / "images" / f"lesion {i}.png", root / "masks" / f"lesion {i}.png", seed=i)
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    for split, ids in (("train", [0, 1, 2, 3]), ("val", [4]), ("test", [5])):
+        (lists / f"{split}.txt").write_text("".join(f"/old/disk/lesion {i}.png\n" for i in ids))
+    out = tmp_path / "out"
+    args = ["--root", str(root), "--output_dir", str(out), "--image_size", "20"]
+    assert prepare_folder_pairs.main([*args, "--split_from", str(lists), *QUIET]) == 0
+    assert read_split(out, "val") == ["lesion_4"] and read_split(out, "test") == ["lesion_5"]
 
 
 def test_mismatched_mask_size_names_both_files(tmp_path, capsys):
