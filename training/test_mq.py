@@ -9,10 +9,12 @@ next to the checkpoint (`test_metrics.json`):
 
 - MAE, MSE, Pearson r and Spearman rho, and the MAE of the best constant predictor;
 - a per-category breakdown (identity, single, chained, cross-image, ...);
-- the image-dependence check: the same masks with the image blacked out, and with the
-  image of another test image; mean |difference| to the normal predictions, correlation
-  with them, and MAE. A correlation above 0.9 with a blacked-out or foreign image means
-  g_phi judges the mask alone and ignores the image: the check fails;
+- the image-dependence check: the same masks with the image blacked out (black pixels,
+  i.e. zeros before normalisation; the release zeroed the normalised channels, a mean-grey
+  image), and with the image of another test image; mean |difference| to the normal
+  predictions, correlation with them, and MAE. A correlation above 0.9 with a blacked-out
+  or foreign image means g_phi judges the mask alone and ignores the image: the check
+  fails;
 - a scatter plot of predicted vs true quality (`test_scatter.png`).
 """
 
