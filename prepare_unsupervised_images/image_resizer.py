@@ -123,8 +123,18 @@ def resize_files(
     call runs OpenCV single-threaded so that the workers do not oversubscribe the cores.
     """
     report = ResizeReport()
-    todo = [(s, d) for s, d in jobs if not d.is_file()]
-    report.skipped = len(jobs) - len(todo)
+    todo = []
+    for src, dst in jobs:
+        if not dst.is_file():
+            todo.append((src, dst))
+        elif (found := _image_size(dst)) == (size, size):
+            report.skipped += 1  # finished by an earlier run
+        else:
+            # Never overwritten: it may be another run's output at another size, or not ours.
+            report.failed.append(
+                f"{dst} exists with size {found}, not {size} x {size}: remove it or write to "
+                "another folder"
+            )
     if not todo:
         return report
     num_workers = max(1, num_workers or os.cpu_count() or 1)
@@ -157,6 +167,15 @@ def resize_files(
     finally:
         cv2.setNumThreads(previous)
     return report
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the file's header, or None when it cannot be read."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError):
+        return None
 
 
 def list_images(

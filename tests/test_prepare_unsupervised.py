@@ -211,6 +211,13 @@ def test_isic_resize_from_csvs_is_resumable_and_loads(tmp_path, capsys):
     assert resize_isic2020_images.main(args) == 0
     assert "1 resized, 9 already done" in capsys.readouterr().out
     assert not list((out / "images").glob(".*partial*")), "no temporary file is left behind"
+    # Another size into the same folder: the existing outputs are named, never overwritten.
+    other = args.copy()
+    other[other.index("--image_size") + 1] = "48"
+    kept = (out / "images" / "ISIC_0000001.jpg").read_bytes()
+    assert resize_isic2020_images.main(other) == 2
+    assert "exists with size (64, 64), not 48 x 48" in capsys.readouterr().err
+    assert (out / "images" / "ISIC_0000001.jpg").read_bytes() == kept
 
     # A broken source is named; the others are still done.
     (src / "ISIC_0000004.jpg").write_bytes(b"\xff\xd8 truncated")
