@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.batch_u} unlabeled, g_phi {args.gphi_backbone}, device {device}, "
         f"{args.threads} threads, median of {args.iters}"
     )
-    print(f"{'method':32s} {'step ms':>8s} {'floor ms':>9s} {'ratio':>6s} {'peak MiB':>9s}")
+    print(f"{'method':40s} {'step ms':>8s} {'floor ms':>9s} {'ratio':>6s} {'peak MiB':>9s}")
     rows = {}
     for name in names:
         cls = get_method(name)
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         rows[cls.name] = (t_step, t_floor)
         label = f"{cls.name} ({cls.acronym})"
         print(
-            f"{label:32s} {t_step * 1e3:8.1f} {t_floor * 1e3:9.1f} {t_step / t_floor:6.2f} "
+            f"{label:40s} {t_step * 1e3:8.1f} {t_floor * 1e3:9.1f} {t_step / t_floor:6.2f} "
             f"{peak:9.0f}",
             flush=True,
         )
