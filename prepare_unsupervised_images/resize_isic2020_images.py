@@ -82,7 +82,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         csvs = [Path(c) for c in a.csv]
         if csvs:
-            sources = [input_dir / f"{name}.jpg" for name in _names_from_csvs(csvs)]
+            # The archive ships `.jpg`; a copy renamed to `.JPG`/`.jpeg` is found by stem.
+            by_stem = {
+                s.stem: s
+                for s in input_dir.iterdir()
+                if s.suffix.lower() in JPEG_EXTENSIONS and s.is_file()
+            }
+            names = _names_from_csvs(csvs)
+            sources = [by_stem.get(name, input_dir / f"{name}.jpg") for name in names]
+            # Outputs are named as the CSVs' img_path names them.
+            targets = [output_dir / f"{name}.jpg" for name in names]
             missing = [str(s) for s in sources if not s.is_file()]
             if missing:
                 raise DataError(
@@ -97,10 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
             if not sources:
                 raise DataError(f"--input_dir {input_dir} holds no JPEG")
+            targets = [output_dir / s.name for s in sources]
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    jobs = [(s, output_dir / s.name) for s in sources]
+    jobs = list(zip(sources, targets, strict=True))
     status = run_resize_jobs(jobs, a, "ISIC 2020")
     if status == 0 and csvs:
         missing = _check_csv_paths(csvs)

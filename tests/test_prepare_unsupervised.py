@@ -179,6 +179,8 @@ def test_isic_resize_from_csvs_is_resumable_and_loads(tmp_path, capsys):
     for i, name in enumerate(pd.read_csv(metadata)["image_name"]):
         write_photo(src / f"{name}.jpg", 640 + 40 * i, 480, seed=i)
     write_photo(src / "ISIC_9999999.jpg", 640, 480, seed=99)  # in no CSV
+    # A copy whose extension was renamed is found by its id and written as img_path says.
+    (src / "ISIC_0000002.jpg").rename(src / "ISIC_0000002.JPEG")
     out = tmp_path / "subsets"
     subsets = [
         "--metadata_csv", str(metadata), "--images_dir", str(out / "images"),
@@ -230,7 +232,8 @@ def test_isic_resize_from_csvs_is_resumable_and_loads(tmp_path, capsys):
     all_out = tmp_path / "all"
     every = ["--input_dir", str(src), "--output_dir", str(all_out), "--image_size", "32", *QUIET]
     assert resize_isic2020_images.main(every) == 2
-    assert len(list(all_out.glob("*.jpg"))) == 10
+    assert len(list(all_out.glob("*.jpg"))) == 9
+    assert (all_out / "ISIC_0000002.JPEG").is_file(), "without --csv, names are kept"
     assert resize_isic2020_images.main(["--input_dir", str(tmp_path / "missing"), *QUIET]) == 2
 
 
