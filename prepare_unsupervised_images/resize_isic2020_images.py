@@ -81,16 +81,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--output_dir must lie outside --input_dir (sources are never modified)"
             )
         csvs = [Path(c) for c in a.csv]
+        jpegs = [
+            s
+            for s in list_images(input_dir, recursive=False, exclude=())
+            if s.suffix.lower() in JPEG_EXTENSIONS
+        ]
         if csvs:
-            # The archive ships `.jpg`; a copy renamed to `.JPG`/`.jpeg` is found by stem.
-            by_stem = {
-                s.stem: s
-                for s in input_dir.iterdir()
-                if s.suffix.lower() in JPEG_EXTENSIONS and s.is_file()
-            }
+            # The archive ships `.jpg`; a copy renamed to `.JPG`/`.jpeg` is found by its id,
+            # and written as the CSVs' img_path names it.
+            by_stem = {s.stem: s for s in jpegs}
             names = _names_from_csvs(csvs)
             sources = [by_stem.get(name, input_dir / f"{name}.jpg") for name in names]
-            # Outputs are named as the CSVs' img_path names them.
             targets = [output_dir / f"{name}.jpg" for name in names]
             missing = [str(s) for s in sources if not s.is_file()]
             if missing:
@@ -99,13 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     + "\n  ".join(missing[:10])
                 )
         else:
-            sources = [
-                s
-                for s in list_images(input_dir, recursive=False, exclude=())
-                if s.suffix.lower() in JPEG_EXTENSIONS
-            ]
-            if not sources:
+            if not jpegs:
                 raise DataError(f"--input_dir {input_dir} holds no JPEG")
+            sources = jpegs
             targets = [output_dir / s.name for s in sources]
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
