@@ -91,14 +91,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             # and written as the CSVs' img_path names it.
             by_stem = {s.stem: s for s in jpegs}
             names = _names_from_csvs(csvs)
-            sources = [by_stem.get(name, input_dir / f"{name}.jpg") for name in names]
-            targets = [output_dir / f"{name}.jpg" for name in names]
-            missing = [str(s) for s in sources if not s.is_file()]
+            missing = [str(input_dir / f"{name}.jpg") for name in names if name not in by_stem]
             if missing:
                 raise DataError(
                     f"{len(missing)} image(s) listed in --csv are not in --input_dir, e.g.\n  "
                     + "\n  ".join(missing[:10])
                 )
+            sources = [by_stem[name] for name in names]
+            targets = [output_dir / f"{name}.jpg" for name in names]
         else:
             if not jpegs:
                 raise DataError(f"--input_dir {input_dir} holds no JPEG")
