@@ -1,11 +1,11 @@
-"""Image augmentation on uint8 numpy arrays, shared by Phase 1 and Phase 2 (SPEC.md).
+"""Image augmentation on uint8 numpy arrays (docs/METHOD.md §3.3 for Phase 1, §4.5 for Phase 2).
 
 - Joint spatial augmentation of an image and its mask: flips and a rotation of up to
   +-20 degrees, applied identically to both (Phase 1 before corruption; Phase 2 labeled).
 - Photometric augmentation of the image only: brightness/contrast (p 0.5), colour jitter
-  0.1/0.1/0.1/0.05 (p 0.3) and Gaussian noise (p 0.2) whose standard deviation is given in
-  grey levels, sqrt(5) to 5 by default (variance 5-25, as the paper intended; the release
-  passed the variance to an argument its library ignored and applied about 83 grey levels).
+  0.1/0.1/0.1/0.05 (p 0.3) and Gaussian noise (p 0.2) of variance 5-25 grey levels squared
+  (std sqrt(5) to 5), stated in pixel units so that the applied noise is the intended one
+  (docs/METHOD.md §9).
 - ImageNet normalisation to a float CHW tensor.
 
 Everything works on uint8 with OpenCV lookup tables and SIMD primitives, so that a data
@@ -176,9 +176,9 @@ def gaussian_noise(
     rng: np.random.Generator,
     var_range: tuple[float, float] = (5.0, 25.0),
 ) -> np.ndarray:
-    """Additive Gaussian noise, variance drawn uniformly in grey levels squared (SPEC.md:
-    variance 5-25, i.e. a standard deviation of 2.2-5 grey levels, as albumentations'
-    `var_limit` means it)."""
+    """Additive Gaussian noise, variance drawn uniformly in grey levels squared
+    (docs/METHOD.md §3.3: variance 5-25, i.e. a standard deviation of 2.2-5 grey levels, as
+    albumentations' `var_limit` means it)."""
     std = np.float32(math.sqrt(rng.uniform(*var_range)))
     noise = _standard_normal_window(image.size, rng).reshape(image.shape)
     noisy = image.astype(np.float32)
@@ -188,7 +188,7 @@ def gaussian_noise(
 
 @dataclass(frozen=True)
 class PhotometricAugment:
-    """The image-only augmentation of Phase 1 (SPEC.md g_phi "Augmentation")."""
+    """The image-only augmentation of Phase 1 (docs/METHOD.md §3.3)."""
 
     p_brightness_contrast: float = 0.5
     brightness_limit: float = 0.2

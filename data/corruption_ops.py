@@ -1,4 +1,4 @@
-"""Mask corruption operations for Variable Quality Masks (SPEC.md, Phase 1 pools).
+"""Mask corruption operations for Variable Quality Masks (docs/METHOD.md §2.2-§2.4).
 
 Every operation is a pure function ``op(mask, rng, **params) -> mask`` over a binary
 {0, 1} uint8 mask of any size; it returns a new array of the same shape and never raises
@@ -6,9 +6,10 @@ on an empty, full, tiny or multi-component mask (an op that cannot act returns a
 result, documented on the op).
 
 The pools are data: each `CorruptionOp` holds the name, function, parameters (in pixels at
-224 x 224, the paper's size) and sampling weight, so the tables below read like SPEC.md's.
-Pixel parameters are scaled to the mask's size (``scale = sqrt(H * W) / 224``) unless
-scaling is switched off, so that a 128 px mask is corrupted like a 224 px one:
+224 x 224, the paper's size) and sampling weight, so the tables below read like
+docs/METHOD.md §2.2-§2.4. Pixel parameters are scaled to the mask's size
+(``scale = sqrt(H * W) / 224``, docs/METHOD.md §2.6) unless scaling is switched off, so
+that a 128 px mask is corrupted like a 224 px one:
 
 - kernel sizes scale their radius ``(k - 1) / 2`` (rounded, at least 1);
 - lengths and radius ranges scale linearly (rounded, at least 1 pixel);
@@ -603,7 +604,7 @@ def _op(name, fn, weight, pixel_params=None, **params) -> CorruptionOp:
 _K = {"kernel_size": "kernel"}
 _R = {"radius_range": "radius_range"}
 
-# Single pool (SPEC.md "Single pool"): name, function, weight, parameters at 224 px.
+# Single pool (docs/METHOD.md §2.2): name, function, weight, parameters at 224 px.
 SINGLE_POOL: tuple[CorruptionOp, ...] = (
     _op("erosion_5", erosion, 1.0, _K, kernel_size=5),
     _op("erosion_7", erosion, 1.0, _K, kernel_size=7),
@@ -662,7 +663,7 @@ SINGLE_POOL: tuple[CorruptionOp, ...] = (
     _op("circular_blob", circular_blob, 0.8, size_factor=1.0),
 )
 
-# Heavy pool (SPEC.md "Heavy pool"): weight 1.0 each.
+# Heavy pool (docs/METHOD.md §2.3): weight 1.0 each.
 HEAVY_POOL: tuple[CorruptionOp, ...] = (
     _op("erosion_11", erosion, 1.0, _K, kernel_size=11),
     _op("dilation_11", dilation, 1.0, _K, kernel_size=11),
@@ -673,7 +674,7 @@ HEAVY_POOL: tuple[CorruptionOp, ...] = (
     _op("holes_many", holes, 1.0, _R, num_holes=5, radius_range=(10, 20)),
 )
 
-# Catastrophic pool (SPEC.md "Catastrophic pool").
+# Catastrophic pool (docs/METHOD.md §2.4).
 CATASTROPHIC_POOL: tuple[CorruptionOp, ...] = (
     _op("invert", invert, 1.0),
     _op("empty", empty, 0.5),
@@ -681,7 +682,7 @@ CATASTROPHIC_POOL: tuple[CorruptionOp, ...] = (
     _op("random_50", random_noise, 0.3, density=0.5),
 )
 
-# Blob category: drawn uniformly from these single-pool ops; never chained.
+# Blob category (docs/METHOD.md §2.1): drawn uniformly from these single-pool ops; never chained.
 BLOB_POOL_NAMES: tuple[str, ...] = (
     "gaussian_blob",
     "gaussian_blob_large",

@@ -1,4 +1,4 @@
-"""The g_phi data set D_Q = {(x_i, y~_ik, q_ik)} (SPEC.md Phase 1).
+"""The g_phi data set D_Q = {(x_i, y~_ik, q_ik)} (docs/METHOD.md §2, §3.3).
 
 Training: each image yields K samples per epoch, drawn on the fly. A sample applies the
 joint spatial augmentation (flips, +-20 deg rotation) to the image and its GT, corrupts
@@ -8,7 +8,7 @@ applies the image-only photometric augmentation. The target is Dice(GT, corrupte
 Validation and test: K fixed VQMs per image (5 by default), synthetic corruptions only,
 no augmentation, drawn from generators seeded by (seed, index): the same on every epoch
 and every run, so best-epoch selection and early stopping follow the model, not noise
-(the release drew them unseeded).
+(docs/METHOD.md §3.3).
 
 Items are uint8 tensors, assembled into g_phi's 4-channel normalised input on the
 training device by `quality_input` (timm's PrefetchLoader pattern: the loader moves 4x

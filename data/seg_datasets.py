@@ -1,4 +1,4 @@
-"""Labeled and unlabeled segmentation data sets of Phase 2 (SPEC.md "Shared settings").
+"""Labeled and unlabeled segmentation data sets of Phase 2 (docs/METHOD.md §4.2, §4.5).
 
 Images are decoded once into in-memory uint8 caches (data.io; a 5,000-image unlabeled set
 at 224 px is 750 MB, shared copy-on-write by forked loader workers), so that loading never
@@ -184,7 +184,7 @@ class UnlabeledSegDataset(Dataset):
 
 def steps_per_epoch(*loaders: DataLoader | None) -> int:
     """One Phase 2 epoch: max(len(labeled loader), len(unlabeled loader)) iterations, the
-    shorter loader cycling (SPEC.md "Shared settings"); absent loaders (None) are ignored."""
+    shorter loader cycling (docs/METHOD.md §4.2); absent loaders (None) are ignored."""
     lengths = [len(loader) for loader in loaders if loader is not None]
     if not lengths or max(lengths) == 0:
         raise ValueError("steps_per_epoch needs at least one non-empty loader")

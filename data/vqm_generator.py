@@ -1,4 +1,4 @@
-"""Variable Quality Mask generator (SPEC.md Phase 1, "Corruption categories").
+"""Variable Quality Mask generator (docs/METHOD.md §2.1).
 
 A VQM is a corrupted ground-truth mask y~ = h(y; xi) with its target q = DSC(y, y~). Each
 draw first picks one of seven categories with configurable probabilities (the paper's
@@ -14,8 +14,8 @@ mix by default), then an operation within it:
 | catastrophic | one op of the catastrophic pool, by weight                             |
 | blob         | uniformly one of the blob approximations                               |
 
-As in the release, chained ops are drawn uniformly (without replacement) from the
-chainable pool; the single, heavy and catastrophic pools are drawn by weight.
+Chained ops are drawn uniformly (without replacement) from the chainable pool, as the
+release draws them; the single, heavy and catastrophic pools are drawn by weight.
 """
 
 from __future__ import annotations
@@ -46,8 +46,7 @@ CATEGORIES: tuple[str, ...] = (
     "blob",
 )
 
-# The mix used for the paper (the release's script overrode its own defaults of identity
-# 0.12 and cross-image 0.18 with these).
+# The paper's mix (docs/METHOD.md §2.1; not the release's library defaults, which differ).
 PAPER_CATEGORY_PROBS: dict[str, float] = {
     "identity": 0.20,
     "single": 0.28,
@@ -78,7 +77,7 @@ class VQMConfig:
     chain_length: tuple[int, int] = (2, 3)
     # Cross-image masks come from this fraction of the reference masks closest in area.
     cross_image_fraction: float = 0.2
-    # Scale pixel parameters of the ops with the mask size (paper's values at 224 px).
+    # Scale pixel parameters of the ops with the mask size (docs/METHOD.md §2.6).
     scale_with_size: bool = True
 
     def __post_init__(self) -> None:
