@@ -1,5 +1,5 @@
-"""Validation and test of a segmentation network (SPEC.md Phase 2, "Model selection" and
-"Test metrics"): per-image metrics at threshold 0.5, summarised as mean +- std."""
+"""Validation and test of a segmentation network (docs/METHOD.md §4.6): per-image metrics
+at threshold 0.5, summarised as mean +- std."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Losses of Phase 2 (SPEC.md): supervised DiceCE (Eqn 4), masked and sample-weighted
-variants (Eqn 8), consistency losses of the baselines and the QAR term (Eqn 6).
+"""Losses of Phase 2 (docs/METHOD.md §4.1, §5-§7): supervised DiceCE (Eqn 4), masked and
+sample-weighted variants (Eqn 8), consistency losses of the baselines and the QAR term
+(Eqn 6).
 
 Everything is computed in float32 with autocast switched off, also when called inside an
 fp16/bf16 autocast region: per-image sums run over 50k pixels, which overflow (fp16 tops
@@ -107,7 +108,7 @@ def dice_ce_per_sample(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 @_float32
 def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Eqn 4, the supervised loss: the batch mean of the per-sample DiceCE (Dice per
-    sample, then averaged, as SPEC.md specifies)."""
+    sample, then averaged; docs/METHOD.md §4.1)."""
     return dice_ce_per_sample(logits, target).mean()
 
 

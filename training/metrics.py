@@ -1,12 +1,12 @@
-"""Per-image segmentation metrics at threshold 0.5 (SPEC.md Phase 2, "Test metrics").
+"""Per-image segmentation metrics at threshold 0.5 (docs/METHOD.md §4.6).
 
 Dice, Jaccard, soft Dice, pixel accuracy and F1 are computed per image and reported as
 mean +- std over images (`summarize`).
 
 - F1 is the harmonic mean of the pixel precision and recall of each image. For binary
   masks it equals Dice (2 TP / (2 TP + FP + FN) either way); it is computed separately so
-  the identity is checked by a test. The release computed F1 over a whole batch, which
-  weights large lesions more and depends on the batch size.
+  the identity is checked by a test. Per image, not per batch: a batch-level F1 weights
+  large lesions more and depends on the batch size.
 - Empty masks are defined: prediction and ground truth both empty score 1 (Dice, Jaccard,
   F1), exactly one of them empty scores 0.
 - Soft Dice is `training.losses.soft_dice_per_sample` on the probabilities (no threshold),

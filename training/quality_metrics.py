@@ -1,4 +1,4 @@
-"""Metrics of g_phi's predicted quality against true Dice (SPEC.md Phase 1, "Evaluation")."""
+"""Metrics of g_phi's predicted quality against true Dice (docs/METHOD.md §3.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Contrastive baselines CL and CL-QW (SPEC.md Phase 2, Baselines; reference design).
+"""Contrastive baselines CL and CL-QW (docs/METHOD.md §7.5; reference design).
 
 CL = PL-T plus a pixel-level InfoNCE (Oord et al. 2018) on the student's last decoder
 feature map, in the spirit of the pixel contrast of Wang et al. 2021 and the confident-pixel

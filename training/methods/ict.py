@@ -1,4 +1,4 @@
-"""Interpolation consistency baselines ICT and ICT-QW (SPEC.md Phase 2, Baselines).
+"""Interpolation consistency baselines ICT and ICT-QW (docs/METHOD.md §7.3).
 
 ICT (Verma et al. 2019): the student's prediction on a mix of two unlabeled images should
 equal the same mix of the EMA teacher's predictions on the two images. ICT-QW weights each
@@ -33,7 +33,8 @@ class InterpolationConsistency(SSLMethod):
       the mixing is the perturbation),
     D the pixel-mean MSE (or KL, --consistency_type) between sigmoid(f_theta(x_mix)) and
     the target. Mixing a batch with a permutation of itself stands in for the paper's
-    two unlabeled batches: the same pairs in distribution, at half the data loading.
+    two unlabeled batches (docs/METHOD.md §7.3): the same pairs in distribution, at half
+    the data loading.
     lam_mix and pi come from torch's global CPU RNG, which the loop seeds.
     """
 

@@ -1,4 +1,4 @@
-"""Mean-teacher baselines MT, UA-MT and MT-QW (SPEC.md Phase 2, Baselines; reference choices).
+"""Mean-teacher baselines MT, UA-MT and MT-QW (docs/METHOD.md §7.2; reference choices).
 
 All three pull the student's probabilities on the unlabeled weak view towards those of the
 EMA teacher (Tarvainen & Valpola 2017) fed a noisy copy of the same images; they differ in

@@ -1,4 +1,4 @@
-"""Pseudo-label baselines PL-T and PL-C (SPEC.md Phase 2, Baselines; reference choices).
+"""Pseudo-label baselines PL-T and PL-C (docs/METHOD.md §7.1; reference choices).
 
 Both take the EMA teacher's hard labels y^ = 1[p_t > 0.5] on the unlabeled weak view, which
 the student sees too (as in PL-QW). They differ in what filters the labels:
@@ -56,7 +56,7 @@ class PseudoLabel(SSLMethod):
     confidence max(p_t, 1 - p_t) >= --confidence_threshold (0.9). The BCE is the mean over
     every kept pixel of the batch (`masked_bce`), 0 when none is kept. Pseudo-labelling
     after Lee (2013), with the confidence threshold of FixMatch (Sohn et al. 2020) and an
-    EMA teacher as the label source (Tarvainen & Valpola 2017), as in the SPEC's table.
+    EMA teacher as the label source (Tarvainen & Valpola 2017), docs/METHOD.md §7.1.
     """
 
     name = "pseudo_label"
