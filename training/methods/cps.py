@@ -1,4 +1,4 @@
-"""Cross pseudo supervision baselines CPS and CPS-QW (SPEC.md Phase 2, Baselines).
+"""Cross pseudo supervision baselines CPS and CPS-QW (docs/METHOD.md §7.4).
 
 CPS (Chen et al. 2021): two networks of the same architecture, initialised with different
 seeds (the loop builds network k with seed + 1000 k), each learn from the other's hard
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 
 import torch
-from torch import nn
 
 from training.losses import bce_per_sample
 from training.methods.base import Batch, Logs, SSLMethod, StepInfo, register
@@ -23,8 +22,13 @@ class CrossPseudoSupervision(SSLMethod):
     """CPS (Chen et al. 2021):
       L = L_sup(A) + L_sup(B) + lambda(t) * [BCE(f_A(x_u), y^_B) + BCE(f_B(x_u), y^_A)],
     y^_k = 1[sigmoid(f_k(x_u)) > 0.5], detached; BCE is the mean over all pixels and images
-    (Chen et al. use every pixel, without a confidence threshold). As in the SPEC's table,
-    the cross term is on unlabeled images only; L_sup is DiceCE (Eqn 4).
+    (Chen et al. use every pixel, without a confidence threshold). The cross term is on
+    unlabeled images only (docs/METHOD.md §7.4); L_sup is DiceCE (Eqn 4).
+
+    Network A (`networks[0]`, the base class's student and `eval_model`) is validated,
+    selected and tested: it is built with the run's seed, like every single-network
+    method's student, so CPS is compared at equal init and inference cost (Chen et al. also
+    infer with one branch; averaging both would be a two-model ensemble).
     """
 
     name = "cps"
@@ -58,16 +62,6 @@ class CrossPseudoSupervision(SSLMethod):
             "disagreement": ((logits_u_a.detach() > 0) != (logits_u_b.detach() > 0)).float().mean(),
             **logs,
         }
-
-    def eval_model(self) -> nn.Module:
-        """Network A, validated, selected and tested.
-
-        A is built with the run's seed, i.e. the same initialisation as every
-        single-network method's student, so CPS is compared at equal init and equal
-        inference cost. (Chen et al. also infer with one branch; averaging both would be a
-        two-model ensemble.)
-        """
-        return super().eval_model()  # the base class's student is networks[0] = A
 
 
 @register
