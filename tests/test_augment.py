@@ -30,7 +30,7 @@ def test_rotation_stays_within_twenty_degrees():
 
 
 def test_gaussian_noise_is_in_grey_levels():
-    """SPEC.md defect: the release applied ~83 grey levels of noise for an intended 2-5."""
+    """Noise std 2.2-5 grey levels (docs/METHOD.md §3.3), not the release's ~83 (§9)."""
     flat = np.full((128, 128, 3), 128, np.uint8)
     stds = [A.gaussian_noise(flat, np.random.default_rng(s)).astype(float).std() for s in range(50)]
     assert math.sqrt(5) - 0.3 <= min(stds) and max(stds) <= 5 + 0.3

@@ -60,6 +60,7 @@ def test_identity_returns_an_equal_copy():
 
 
 def test_pools_match_spec_tables():
+    """The pools are the tables of docs/METHOD.md §2.2-§2.4."""
     assert len(co.SINGLE_POOL) == 40
     assert [op.name for op in co.HEAVY_POOL] == [
         "erosion_11",
@@ -88,6 +89,7 @@ def test_unknown_op_lists_valid_names():
 
 
 def test_pixel_parameters_scale_with_mask_size():
+    """The scaling rules of docs/METHOD.md §2.6."""
     erosion9 = co.get_op("erosion_9")
     assert erosion9.resolved_params((224, 224))["kernel_size"] == 9
     assert erosion9.resolved_params((112, 112))["kernel_size"] == 5  # radius 4 -> 2

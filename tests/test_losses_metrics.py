@@ -93,7 +93,7 @@ def test_f1_equals_dice_per_image_on_random_masks():
     logits[1] = -5  # both empty
     m = segmentation_metrics(logits, gt)
     torch.testing.assert_close(m["f1"], m["dice"], atol=1e-6, rtol=0)
-    # Per image, not per batch: the batch-level F1 of the release differs from the mean.
+    # Per image, not per batch (docs/METHOD.md §4.6): a batch-level F1 differs from the mean.
     hard = torch.sigmoid(logits) > 0.5
     tp = (hard & gt.bool()).sum().item()
     batch_f1 = 2 * tp / (hard.sum().item() + gt.sum().item())

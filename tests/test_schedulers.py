@@ -13,7 +13,7 @@ from training.schedulers import LambdaSchedule, cosine_lr_scheduler, ema_decay
 
 
 def test_qar_lambda_at_spec_epochs():
-    """QAR: 0 for 30 warm-up epochs, then linear to 0.01 over 40 epochs (SPEC.md)."""
+    """QAR: 0 for 30 warm-up epochs, then linear to 0.01 over 40 epochs (docs/METHOD.md §4.3)."""
     qar = LambdaSchedule(0.0, 0.01, warmup=30, rampup=40)
     for epoch, expected in [
         (0, 0.0),
@@ -80,8 +80,8 @@ def _lrs(step_with_epoch: bool, epochs: int = 10) -> list[float]:
 
 
 def test_cosine_lr_no_off_by_one():
-    """Stepped once after each epoch, epoch 0 runs at the peak and epoch 1 lower; the
-    release's `scheduler.step(epoch)` ran epochs 0 and 1 both at the peak."""
+    """Stepped once after each epoch, epoch 0 runs at the peak and epoch 1 lower
+    (docs/METHOD.md §4.2); `scheduler.step(epoch)` would run epochs 0 and 1 both at it."""
     ours = _lrs(step_with_epoch=False)
     assert ours[0] == pytest.approx(1e-4) and ours[1] < ours[0]
     assert all(a > b for a, b in itertools.pairwise(ours))
