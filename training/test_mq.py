@@ -1,17 +1,17 @@
-"""Evaluate a trained g_phi on fixed test VQMs (SPEC.md Phase 1, "Evaluation").
+"""Evaluate a trained g_phi on fixed test VQMs (docs/METHOD.md §3.4).
 
     python -m training.test_mq --checkpoint ./checkpoints/mq/mq_PH2/best.pth --test_csv test.csv
 
 The test VQMs are built with the checkpoint's own settings (image size, corruption mix,
-size scaling; the release's test script fell back to other defaults) and a fixed seed,
+size scaling: those g_phi was trained with, never other defaults) and a fixed seed,
 VAL_SAMPLES (5) per test image, synthetic corruptions only. Reported, and written as JSON
 next to the checkpoint (`test_metrics.json`):
 
 - MAE, MSE, Pearson r and Spearman rho, and the MAE of the best constant predictor;
 - a per-category breakdown (identity, single, chained, cross-image, ...);
 - the image-dependence check: the same masks with the image blacked out (black pixels,
-  i.e. zeros before normalisation; the release zeroed the normalised channels, a mean-grey
-  image), and with the image of another test image; mean |difference| to the normal
+  i.e. zeros before normalisation: zeroed normalised channels would be a mean-grey image),
+  and with the image of another test image; mean |difference| to the normal
   predictions, correlation with them, and MAE. A correlation above 0.9 with a blacked-out
   or foreign image means g_phi judges the mask alone and ignores the image: the check
   fails;
@@ -21,7 +21,10 @@ next to the checkpoint (`test_metrics.json`):
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path
 
 import cv2
 import numpy as np
@@ -35,9 +38,8 @@ from models.quality_predictor import load_quality_predictor
 from training.common import make_loader, progress, resolve_device, write_json
 from training.quality_metrics import finite_or_none, per_category, regression_metrics
 
-# Correlation with predictions made without the right image above which g_phi is judged
-# to ignore the image (SPEC.md: "correlation above 0.9 with a blacked-out image means
-# g_phi ignores the image").
+# g_phi is judged to ignore the image when its predictions without the right image
+# correlate with the normal ones at least this much (docs/METHOD.md §3.4).
 IMAGE_DEPENDENCE_THRESHOLD = 0.9
 
 
