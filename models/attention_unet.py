@@ -1,9 +1,9 @@
 """Attention U-Net (Oktay et al. 2018, "Attention U-Net: Learning Where to Look for the Pancreas").
 
-One of the paper's three f_theta (SPEC "Phase 2 ... Shared settings": ResNet34 encoder with
-ImageNet weights, attention gates on the skips). The encoder is any smp encoder; the decoder
-is smp's U-Net decoder layout (nearest upsampling, concat, two 3x3 conv-BN-ReLU) with each skip
-passed through an additive attention gate whose gating signal is the coarser decoder feature.
+One of the paper's three f_theta (docs/METHOD.md §4: ResNet34 encoder with ImageNet weights,
+attention gates on the skips). The encoder is any smp encoder; the decoder is smp's U-Net
+decoder layout (nearest upsampling, concat, two 3x3 conv-BN-ReLU) with each skip passed
+through an additive attention gate whose gating signal is the coarser decoder feature.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from segmentation_models_pytorch.base.modules import Conv2dReLU
 from segmentation_models_pytorch.encoders import get_encoder
 from torch import nn
 
-from models.seg_models import check_input_shape
+from models.common import SegmentationNetwork, check_input_shape
 
 
 class AttentionGate(nn.Module):
@@ -68,7 +68,7 @@ class AttentionDecoderBlock(nn.Module):
         return self.conv2(self.conv1(x))
 
 
-class AttentionUNet(nn.Module):
+class AttentionUNet(SegmentationNetwork):
     """Attention U-Net on an smp encoder; logits (B, 1, H, W).
 
     Args:
@@ -112,6 +112,3 @@ class AttentionUNet(nn.Module):
         for i, block in enumerate(self.blocks):
             d = block(d, skips[i] if i < len(skips) else None)
         return self.segmentation_head(d), d
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)[0]

@@ -1,101 +1,65 @@
-"""Segmentation networks f_theta for Phase 2 (SPEC "Phase 2 ... Shared settings").
+"""Segmentation networks f_theta for Phase 2 (docs/METHOD.md §4): one table, :data:`SEG_MODELS`,
+in the paper's column order, and one factory, :func:`create_seg_model`.
 
-One factory, :func:`create_seg_model`, looks every network up by name in :data:`SEG_MODELS`:
+- ``unetpp`` (UP): U-Net++ from segmentation_models_pytorch, :mod:`models.unetpp`.
+- ``attentionunet`` (AU): U-Net with additive attention gates on the skips (Oktay et al.
+  2018), :mod:`models.attention_unet`.
+- ``swinunet`` (SU): Swin-UNet (Cao et al. 2021) with a Swin-T encoder, :mod:`models.swin_unet`.
 
-- ``unetpp``: U-Net++ from segmentation_models_pytorch (ResNet34 encoder by default).
-- ``attentionunet``: U-Net with additive attention gates on the skips (Oktay et al. 2018),
-  :mod:`models.attention_unet`.
-- ``swinunet``: Swin-UNet (Cao et al. 2021) with a Swin-T encoder, :mod:`models.swin_unet`.
+What every model returns (logits, ``forward_features``) is :mod:`models.common`'s convention.
 
-Every model takes an ImageNet-normalised batch (B, 3, H, W) and returns one-channel logits
-(B, 1, H, W); the caller applies the sigmoid. ``model.forward_features(x)`` returns
-``(logits, features)`` with ``features`` the last decoder feature map before the segmentation
-head (the contrastive baseline's pixel InfoNCE reads it), ``model.decoder_feature_channels``
-its channel count.
+Arguments. Each entry's builder declares, by its signature, the arguments its model takes
+(:attr:`SegModelSpec.arguments`), and the factory passes each model only its own: only the
+CNNs take ``encoder`` and ``decoder_channels``; only Swin-UNet takes
+``swin_pretrained_path``, ``decoder_depths``, ``drop_path_rate`` and ``skip_source``. An
+argument the chosen model does not take is dropped when it holds its default (None, or the
+default of the models that take it, so one call with shared settings serves every model) and
+is an **error** otherwise, naming the model and the argument: a setting that silently does
+nothing makes a run look like what it is not, and a warning scrolls away in a training log.
+
+This module loads without torch (the networks are imported when built), so that
+
+    python models/seg_models.py --list      # name<TAB>acronym per model, in the paper's order
+
+answers at once for shell scripts.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+import argparse
+import inspect
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
-import segmentation_models_pytorch as smp
-import torch
-from torch import nn
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path
 
-# Names as used by the release's SEG_MODELS variable, with the paper's acronyms.
-SEG_MODEL_ACRONYMS: dict[str, str] = {
-    "unetpp": "UP",
-    "attentionunet": "AU",
-    "swinunet": "SU",
-}
+if TYPE_CHECKING:
+    from torch import nn
 
-
-def check_input_shape(
-    x: torch.Tensor,
-    model_name: str,
-    divisor: int,
-    size: int | None = None,
-    valid_sizes: Sequence[int] | None = None,
-) -> None:
-    """Fail with a message that says what is wrong with an input batch (smp-style shape check).
-
-    Args:
-        x: input batch, expected (B, 3, H, W).
-        model_name: used in the message.
-        divisor: H and W must be multiples of it (the network's total downsampling).
-        size: if set, the only accepted H = W (models built for one resolution, e.g. Swin-UNet).
-        valid_sizes: listed in the message when ``size`` does not match.
-    """
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(
-            f"{model_name} expects an ImageNet-normalised RGB batch of shape (B, 3, H, W); "
-            f"got shape {tuple(x.shape)}"
-        )
-    h, w = x.shape[-2:]
-    if size is not None and (h, w) != (size, size):
-        hint = f" Valid image sizes for this model: {list(valid_sizes)}." if valid_sizes else ""
-        raise ValueError(
-            f"{model_name} was built for {size}x{size} inputs (image_size={size}) and got "
-            f"{h}x{w}; build it with image_size={h} if that size is valid.{hint}"
-        )
-    if h % divisor or w % divisor:
-
-        def up(v: int) -> int:
-            return -(-v // divisor) * divisor
-
-        def down(v: int) -> int:
-            return max(divisor, v // divisor * divisor)
-
-        raise ValueError(
-            f"{model_name} needs H and W divisible by {divisor} (its total downsampling); got "
-            f"{h}x{w}. Resize or pad to {down(h)}x{down(w)} or {up(h)}x{up(w)}."
-        )
+DEFAULT_ENCODER = "resnet34"  # the paper's CNN encoder
+DEFAULT_ENCODER_WEIGHTS = "imagenet"
+DEFAULT_IMAGE_SIZE = 224
 
 
-class UnetPlusPlus(smp.UnetPlusPlus):
-    """smp's U-Net++ (Zhou et al. 2018) with ``forward_features`` and a helpful shape check."""
+@dataclass(frozen=True)
+class SegModelSpec:
+    """One segmentation model of the paper: an entry of :data:`SEG_MODELS`."""
 
-    def __init__(
-        self, encoder_name: str = "resnet34", encoder_weights: str | None = None, **kwargs
-    ) -> None:
-        super().__init__(
-            encoder_name=encoder_name, encoder_weights=encoder_weights, classes=1, **kwargs
-        )
-        self.decoder_feature_channels = int(self.segmentation_head[0].in_channels)
-        self.encoder_name = encoder_name
+    name: str  # as the release's SEG_MODELS variable spells it
+    acronym: str  # the paper's
+    column: int  # position among the models in the paper's results tables, 0 first
+    builder: Callable[..., nn.Module]  # keyword arguments, each with a default
+    check: Callable[..., list[str]]  # what is wrong with the builder's arguments, pre-build
+    # argument -> default, read from the builder's signature
+    arguments: Mapping[str, Any] = field(init=False, compare=False)
 
-    def check_input_shape(self, x: torch.Tensor) -> None:
-        check_input_shape(x, f"unetpp ({self.encoder_name} encoder)", self.encoder.output_stride)
-
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (logits (B, 1, H, W), last decoder feature map (B, C, H, W))."""
-        self.check_input_shape(x)
-        features = self.decoder(self.encoder(x))
-        return self.segmentation_head(features), features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)[0]
+    def __post_init__(self) -> None:
+        params = inspect.signature(self.builder).parameters.values()
+        object.__setattr__(self, "arguments", MappingProxyType({p.name: p.default for p in params}))
 
 
 def normalise_encoder_weights(encoder_weights: str | None) -> str | None:
@@ -105,125 +69,243 @@ def normalise_encoder_weights(encoder_weights: str | None) -> str | None:
     return str(encoder_weights)
 
 
+def _given(**options: Any) -> dict[str, Any]:
+    """The options that are set: None leaves the network class's own default."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+# Builders: called by create_seg_model with every argument checked; the network modules are
+# imported here, on use, so that the table loads without torch.
+
+
 def _build_unetpp(
-    encoder: str,
-    encoder_weights: str | None,
-    image_size: int,
-    swin_pretrained_path: str | None,
-    **kwargs,
+    encoder: str = DEFAULT_ENCODER,
+    encoder_weights: str | None = DEFAULT_ENCODER_WEIGHTS,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    decoder_channels: Sequence[int] | None = None,
 ) -> nn.Module:
-    _check_smp_encoder(encoder)
-    model = UnetPlusPlus(encoder_name=encoder, encoder_weights=encoder_weights, **kwargs)
+    from models.unetpp import UnetPlusPlus
+
+    model = UnetPlusPlus(
+        encoder_name=encoder,
+        encoder_weights=encoder_weights,
+        **_given(decoder_channels=decoder_channels),
+    )
     _check_image_size(model, image_size, "unetpp")
     return model
 
 
 def _build_attention_unet(
-    encoder: str,
-    encoder_weights: str | None,
-    image_size: int,
-    swin_pretrained_path: str | None,
-    **kwargs,
+    encoder: str = DEFAULT_ENCODER,
+    encoder_weights: str | None = DEFAULT_ENCODER_WEIGHTS,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    decoder_channels: Sequence[int] | None = None,
 ) -> nn.Module:
     from models.attention_unet import AttentionUNet
 
-    _check_smp_encoder(encoder)
-    model = AttentionUNet(encoder_name=encoder, encoder_weights=encoder_weights, **kwargs)
+    model = AttentionUNet(
+        encoder_name=encoder,
+        encoder_weights=encoder_weights,
+        **_given(decoder_channels=decoder_channels),
+    )
     _check_image_size(model, image_size, "attentionunet")
     return model
 
 
 def _build_swin_unet(
-    encoder: str,
-    encoder_weights: str | None,
-    image_size: int,
-    swin_pretrained_path: str | None,
-    **kwargs,
+    encoder_weights: str | None = DEFAULT_ENCODER_WEIGHTS,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    swin_pretrained_path: str | None = None,
+    decoder_depths: Sequence[int] | None = None,
+    drop_path_rate: float | None = None,
+    skip_source: str | None = None,
 ) -> nn.Module:
     from models.swin_unet import SwinUNet
     from models.swin_unet_utils import load_swin_pretrained
 
-    # The encoder is always Swin-T; `encoder` (shared flag, resnet34 for the CNNs) is not used.
-    # ImageNet weights for Swin come from the official checkpoint file, not from smp/timm.
-    if encoder_weights is None:
-        if swin_pretrained_path:
-            print(
-                f"swinunet: encoder_weights is none, so random init; "
-                f"--swin_pretrained_path {swin_pretrained_path} is not loaded"
-            )
-        swin_pretrained_path = None
-    else:
-        if not swin_pretrained_path:
-            raise ValueError(
-                "swinunet with encoder_weights='imagenet' needs --swin_pretrained_path, the "
-                "official Swin-T checkpoint swin_tiny_patch4_window7_224_22k.pth; pass "
-                "encoder_weights none for a random init"
-            )
-        # Fail before the model is built (and long before training starts).
-        if not os.path.isfile(swin_pretrained_path):
-            raise FileNotFoundError(
-                f"--swin_pretrained_path {swin_pretrained_path!r} does not exist; expected the "
-                f"official Swin-T checkpoint swin_tiny_patch4_window7_224_22k.pth"
-            )
-    model = SwinUNet(image_size=image_size, **kwargs)
-    if swin_pretrained_path:
+    # The encoder is always Swin-T; its ImageNet weights come from the official checkpoint
+    # file, not from smp/timm.
+    if encoder_weights is None and swin_pretrained_path:
+        print(
+            f"swinunet: encoder_weights is none, so random init; "
+            f"--swin_pretrained_path {swin_pretrained_path} is not loaded"
+        )
+    model = SwinUNet(
+        image_size=image_size,
+        **_given(
+            decoder_depths=decoder_depths, drop_path_rate=drop_path_rate, skip_source=skip_source
+        ),
+    )
+    if encoder_weights is not None:
         load_swin_pretrained(model, swin_pretrained_path)
     return model
 
 
 def _check_image_size(model: nn.Module, image_size: int, name: str) -> None:
-    """Reject an --image_size the CNN cannot take at build time, not at the first batch."""
+    """Reject an image size the CNN cannot take at build time, not at the first batch."""
+    import torch
+
+    from models.common import check_input_shape
+
     check_input_shape(torch.empty(0, 3, image_size, image_size), name, model.encoder.output_stride)
 
 
-def _check_smp_encoder(encoder: str) -> None:
-    names = smp.encoders.get_encoder_names()
-    if not encoder.startswith("tu-") and encoder not in names:
-        raise ValueError(
+def _cnn_problems(encoder: str, **_: Any) -> list[str]:
+    from segmentation_models_pytorch.encoders import get_encoder_names
+
+    if not str(encoder).startswith("tu-") and encoder not in get_encoder_names():
+        return [
             f"unknown smp encoder {encoder!r}; use one of smp's encoders (e.g. resnet18, "
             f"resnet34, resnet50, efficientnet-b0, mit_b0; full list: "
             f"segmentation_models_pytorch.encoders.get_encoder_names()) or 'tu-<timm name>'"
-        )
+        ]
+    return []
 
 
-SEG_MODELS: dict[str, Callable[..., nn.Module]] = {
-    "unetpp": _build_unetpp,
-    "attentionunet": _build_attention_unet,
-    "swinunet": _build_swin_unet,
+def _swin_problems(
+    encoder_weights: str | None, image_size: int, swin_pretrained_path: str | None, **_: Any
+) -> list[str]:
+    from models.swin_unet import stage_window_sizes
+    from models.swin_unet_utils import swin_checkpoint_problem
+
+    problems = []
+    if encoder_weights is not None:
+        if not swin_pretrained_path:
+            problems.append(
+                "swinunet with encoder_weights='imagenet' needs --swin_pretrained_path, the "
+                "official Swin-T checkpoint swin_tiny_patch4_window7_224_22k.pth; pass "
+                "encoder_weights none for a random init"
+            )
+        else:
+            problem = swin_checkpoint_problem(swin_pretrained_path)
+            problems += [problem] if problem else []
+    try:
+        stage_window_sizes(image_size)
+    except ValueError as err:
+        problems.append(str(err))
+    return problems
+
+
+SEG_MODELS: dict[str, SegModelSpec] = {
+    spec.name: spec
+    for spec in sorted(
+        (
+            SegModelSpec("unetpp", "UP", 0, _build_unetpp, _cnn_problems),
+            SegModelSpec("attentionunet", "AU", 1, _build_attention_unet, _cnn_problems),
+            SegModelSpec("swinunet", "SU", 2, _build_swin_unet, _swin_problems),
+        ),
+        key=lambda spec: spec.column,
+    )
 }
 
+# A view of the table: name -> acronym.
+SEG_MODEL_ACRONYMS: dict[str, str] = {name: spec.acronym for name, spec in SEG_MODELS.items()}
 
-def create_seg_model(
-    name: str,
-    encoder: str = "resnet34",
-    encoder_weights: str | None = "imagenet",
-    image_size: int = 224,
-    swin_pretrained_path: str | None = None,
-    **kwargs,
-) -> nn.Module:
+
+def _argument_defaults(specs: Iterable[SegModelSpec]) -> dict[str, Any]:
+    """Every argument some model takes -> its default (the same for every model taking it)."""
+    defaults: dict[str, Any] = {}
+    for spec in specs:
+        for arg, default in spec.arguments.items():
+            if defaults.setdefault(arg, default) != default:
+                raise RuntimeError(f"the SEG_MODELS builders disagree on the default of {arg}")
+    return defaults
+
+
+SEG_MODEL_ARGUMENTS: dict[str, Any] = _argument_defaults(SEG_MODELS.values())
+
+
+def resolve_seg_model(name: str) -> SegModelSpec:
+    """The table entry for a name or acronym (case-insensitive); ValueError listing the valid."""
+    key = str(name).lower()
+    for spec in SEG_MODELS.values():
+        if key in (spec.name, spec.acronym.lower()):
+            return spec
+    valid = ", ".join(f"{spec.name} ({spec.acronym})" for spec in SEG_MODELS.values())
+    raise ValueError(f"unknown segmentation model {name!r}; valid names: {valid}")
+
+
+def seg_model_acronym(name: str) -> str:
+    """The paper's acronym (UP, AU, SU) of a model name or acronym."""
+    return resolve_seg_model(name).acronym
+
+
+def _model_arguments(spec: SegModelSpec, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The builder's arguments (defaults filled in), or ValueError naming every problem."""
+    problems = []
+    arguments = dict(spec.arguments)
+    for arg, value in kwargs.items():
+        if arg in spec.arguments:
+            arguments[arg] = value
+        elif arg not in SEG_MODEL_ARGUMENTS:
+            problems.append(
+                f"no segmentation model takes the argument {arg!r}; the arguments are "
+                f"{', '.join(SEG_MODEL_ARGUMENTS)}"
+            )
+        elif value is not None and value != SEG_MODEL_ARGUMENTS[arg]:
+            problems.append(
+                f"{spec.name} ({spec.acronym}) does not take {arg} (got {value!r}); leave it "
+                f"unset for {spec.name}, whose arguments are {', '.join(spec.arguments)}"
+            )
+    if "encoder_weights" in arguments:
+        arguments["encoder_weights"] = normalise_encoder_weights(arguments["encoder_weights"])
+    if "image_size" in arguments:
+        arguments["image_size"] = int(arguments["image_size"])
+    problems += spec.check(**arguments)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return arguments
+
+
+def check_seg_model_args(name: str, **kwargs: Any) -> SegModelSpec:
+    """Check a :func:`create_seg_model` call without building anything (no weights are read,
+    no random numbers drawn): the name, which arguments the model takes, the encoder name, and
+    for Swin-UNet the image size and the checkpoint file. ValueError naming every problem
+    found; returns the table entry. The CNNs' image size is checked when they are built.
+    """
+    spec = resolve_seg_model(name)
+    _model_arguments(spec, kwargs)
+    return spec
+
+
+def create_seg_model(name: str, **kwargs: Any) -> nn.Module:
     """Build the segmentation network ``name`` (a key of SEG_MODELS or an acronym UP/AU/SU).
 
     Args:
         name: ``unetpp``, ``attentionunet`` or ``swinunet`` (case-insensitive), or an acronym.
-        encoder: smp encoder for the CNNs (ResNet34 in the paper); Swin-UNet always uses Swin-T.
-        encoder_weights: "imagenet" or None / "none" (random init, every model). For Swin-UNet
-            "imagenet" means: load ``swin_pretrained_path``.
-        image_size: input resolution; Swin-UNet is built for exactly this size (H = W).
-        swin_pretrained_path: official ``swin_tiny_patch4_window7_224_22k.pth``; only read by
-            ``swinunet``, which errors if it is missing.
-        **kwargs: passed to the model class (e.g. ``decoder_channels`` for the CNNs,
-            ``decoder_depths`` / ``drop_path_rate`` for Swin-UNet).
+        **kwargs: the model's own arguments (see the module doc for one it does not take):
+            encoder: smp encoder of the CNNs (``resnet34``, the paper's; ``tu-<timm name>``).
+            encoder_weights: "imagenet" (default) or None / "none" (random init, every model).
+                For Swin-UNet "imagenet" means: load ``swin_pretrained_path``.
+            image_size: input resolution (224); Swin-UNet is built for exactly this size.
+            decoder_channels: the CNNs' decoder widths (smp's 256, 128, 64, 32, 16).
+            swin_pretrained_path: the official ``swin_tiny_patch4_window7_224_22k.pth``.
+            decoder_depths, drop_path_rate, skip_source: Swin-UNet's
+                (:class:`models.swin_unet.SwinUNet`).
+
+    Raises:
+        ValueError: as :func:`check_seg_model_args`, and for a CNN's image size.
     """
-    key = str(name).lower()
-    by_acronym = {v.lower(): k for k, v in SEG_MODEL_ACRONYMS.items()}
-    key = by_acronym.get(key, key)
-    if key not in SEG_MODELS:
-        valid = ", ".join(f"{k} ({SEG_MODEL_ACRONYMS[k]})" for k in SEG_MODELS)
-        raise ValueError(f"unknown segmentation model {name!r}; valid names: {valid}")
-    return SEG_MODELS[key](
-        encoder=encoder,
-        encoder_weights=normalise_encoder_weights(encoder_weights),
-        image_size=int(image_size),
-        swin_pretrained_path=swin_pretrained_path,
-        **kwargs,
+    spec = resolve_seg_model(name)
+    return spec.builder(**_model_arguments(spec, kwargs))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="The segmentation models f_theta (docs/METHOD.md §4)."
     )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="print one line per model, name<TAB>acronym, in the paper's column order",
+    )
+    args = parser.parse_args(argv)
+    if not args.list:
+        parser.print_help()
+        return
+    for spec in SEG_MODELS.values():
+        print(f"{spec.name}\t{spec.acronym}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,5 @@
 """Swin-UNet (Cao et al. 2021, "Swin-Unet: Unet-like Pure Transformer for Medical Image
-Segmentation"), one of the paper's three f_theta (SPEC "Phase 2 ... Shared settings").
+Segmentation"), one of the paper's three f_theta (docs/METHOD.md §4).
 
 Encoder: timm's Swin-T (patch 4, embed 96, depths 2,2,6,2, heads 3,6,12,24, window 7).
 Decoder: symmetric; per resolution level i (deep to shallow) concat the encoder skip and a
@@ -7,30 +7,28 @@ Linear(2C, C) back to the level's width (not at the bottleneck), ``decoder_depth
 Swin blocks, then a patch-expanding layer (Linear C -> 2C, 2x2 pixel shuffle, LayerNorm C/2)
 to the next level; a final 4x patch expansion to full resolution and a 1x1 conv head.
 
-Choices where the paper and the official code leave room (documented here and in the report):
+Choices where the paper leaves room (reference choices, docs/METHOD.md §4 and §9):
 
 - Skips (``skip_source``): "blocks" (default) takes the output of each encoder stage's blocks,
   as drawn in the paper's Fig. 1; "official" takes each stage's input, as the official code
   does, so its 1/4-resolution skip is the raw patch embedding.
 - ``decoder_depths`` has one entry per level, ordered like the encoder's ``depths`` (level 0 =
-  1/4 resolution, 96 channels; level 3 = the 1/32 bottleneck). The default is SPEC.md's
-  "decoder depths 2,2,2,2", read literally: two blocks at every level, the 1/32 one included
-  (14M parameters there, little compute on a 7 x 7 map). The official config's
-  DECODER_DEPTHS has the same four entries, but in the official code the bottleneck level is
-  only a patch expansion and the other levels reuse the encoder's depths (6, 2, 2 for
-  Swin-T), ignoring DECODER_DEPTHS; ``(2, 2, 2, 0)`` (``--swin_decoder_depths 2 2 2 0``)
-  gives that structure with two blocks per level.
+  1/4 resolution, 96 channels; level 3 = the 1/32 bottleneck). The default (2, 2, 2, 2) reads
+  the paper's "decoder depths 2,2,2,2" literally: two blocks at every level, the 1/32 one
+  included (14M parameters there, little compute on a 7 x 7 map). ``(2, 2, 2, 0)``
+  (``--swin_decoder_depths 2 2 2 0``) gives the official code's structure, whose bottleneck
+  level is only a patch expansion.
 - Window size at sizes other than 224 (Swin's shifted-window mask assumes windows tile the
   feature map): each stage uses the whole feature map as one window when it is at most
   ``window_size + 1`` tokens wide (what Swin itself does when the map is no larger than the
   window: global attention, no shift); otherwise the divisor of the stage resolution closest to
   ``window_size`` in [window_size // 2 + 1, window_size + 1] (ties to the smaller). At 224 this
-  is 7 everywhere; at 64 px (16, 8, 4, 2 tokens) 8, 8, 4, 2; at 128 px 8, 8, 8, 4. timm's
-  alternative, padding to a multiple of the window, rolls before padding, so at shifted blocks
-  the wrapped-around tokens share a window with unmasked, non-adjacent ones; exact tiling
-  avoids that. Sizes with no such window at some stage (not a multiple of 32, or e.g. 352,
-  whose 1/32 map is 11 wide) raise an error that lists the valid sizes. Pretrained relative
-  position bias tables (13x13 for window 7) are resized to the chosen window on loading
+  is 7 everywhere; at 64 px (16, 8, 4, 2 tokens) 8, 8, 4, 2; at 128 px 8, 8, 8, 4. Exact
+  tiling rather than timm's padding, because timm rolls before padding, so at shifted blocks
+  wrapped-around tokens would share a window with unmasked, non-adjacent ones. Sizes with no
+  such window at some stage (not a multiple of 32, or e.g. 352, whose 1/32 map is 11 wide)
+  raise an error that lists the valid sizes. Pretrained relative position bias tables (13x13
+  for window 7) are resized to the chosen window on loading
   (:func:`models.swin_unet_utils.load_swin_pretrained`).
 """
 
@@ -43,7 +41,7 @@ from timm.layers import calculate_drop_path_rates, trunc_normal_
 from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock
 from torch import nn
 
-from models.seg_models import check_input_shape
+from models.common import SegmentationNetwork, check_input_shape
 
 PATCH_SIZE = 4
 NUM_STAGES = 4
@@ -161,7 +159,7 @@ class SwinUNetDecoderLevel(nn.Module):
         return x
 
 
-class SwinUNet(nn.Module):
+class SwinUNet(SegmentationNetwork):
     """Swin-UNet for one-channel segmentation at a fixed square ``image_size``.
 
     Args:
@@ -262,9 +260,6 @@ class SwinUNet(nn.Module):
         y = self.final_expand(self.decoder_norm(y))
         features = y.permute(0, 3, 1, 2).contiguous()
         return self.segmentation_head(features), features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)[0]
 
 
 def _init_swin_weights(module: nn.Module) -> None:

@@ -1,5 +1,5 @@
-"""Load the official Swin-T ImageNet-22k checkpoint into Swin-UNet (SPEC "Phase 2 ... Shared
-settings": ``swin_tiny_patch4_window7_224_22k.pth``, state dict under "model").
+"""Load the official Swin-T ImageNet-22k checkpoint into Swin-UNet (docs/METHOD.md §4:
+``swin_tiny_patch4_window7_224_22k.pth``, state dict under "model").
 
 Mapping:
 - Encoder: timm's ``checkpoint_filter_fn`` converts the official layout to timm's (the
@@ -70,22 +70,29 @@ class SwinLoadReport:
             lines.append(f"  left at init: {_brief(self.not_initialised, max_names)}")
         return "\n".join(lines)
 
-    def __str__(self) -> str:
-        return self.summary()
-
 
 def _brief(keys: list[str], max_names: int) -> str:
     shown = ", ".join(keys[:max_names])
     return shown + (f", ... (+{len(keys) - max_names})" if len(keys) > max_names else "")
 
 
+def swin_checkpoint_problem(path: str) -> str | None:
+    """What is wrong with ``path`` as the Swin checkpoint, or None: the one check of the path,
+    run before training starts (:func:`models.seg_models.check_seg_model_args`) and on loading.
+    """
+    if not os.path.isfile(path):
+        return (
+            f"Swin checkpoint {path!r} (--swin_pretrained_path) does not exist; expected the "
+            f"official Swin-T checkpoint swin_tiny_patch4_window7_224_22k.pth"
+        )
+    return None
+
+
 def read_swin_state_dict(path: str, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     """Read the Swin state dict from ``path``; clear errors for a missing or foreign file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"Swin checkpoint {path!r} (--swin_pretrained_path) does not exist; expected "
-            f"{_EXPECTED}"
-        )
+    problem = swin_checkpoint_problem(path)
+    if problem:
+        raise FileNotFoundError(problem)
     try:
         # weights_only: a downloaded file should not run code; the official files hold tensors.
         checkpoint = torch.load(path, map_location="cpu", weights_only=not allow_pickle)

@@ -1,6 +1,6 @@
-"""Loading the official Swin-T checkpoint layout into Swin-UNet (SPEC "Phase 2 ... Shared
-settings"). The test writes its own checkpoint: a random timm Swin-T renamed to the official
-layout (patch merging at the end of stage i, ``head`` not ``head.fc``, buffers stored)."""
+"""Loading the official Swin-T checkpoint layout into Swin-UNet (docs/METHOD.md §4). The
+test writes its own checkpoint: a random timm Swin-T renamed to the official layout (patch
+merging at the end of stage i, ``head`` not ``head.fc``, buffers stored)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,6 @@ from timm.layers import resize_rel_pos_bias_table
 from models.seg_models import create_seg_model
 from models.swin_unet import SwinUNet
 from models.swin_unet_utils import load_swin_pretrained
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +49,7 @@ def _to_timm(key: str) -> str:
 
 
 def test_official_layout_sanity(official_state_dict):
-    # the fixture really is in the official layout named in the SPEC
+    # the fixture really is in the official layout
     for key in (
         "patch_embed.proj.weight",
         "layers.0.blocks.0.attn.qkv.weight",

@@ -1,0 +1,30 @@
+"""U-Net++ (Zhou et al. 2018), one of the paper's three f_theta (docs/METHOD.md §4): smp's
+model with one output channel, ``forward_features`` and a shape check that explains itself."""
+
+from __future__ import annotations
+
+import segmentation_models_pytorch as smp
+import torch
+
+from models.common import SegmentationNetwork, check_input_shape
+
+
+class UnetPlusPlus(SegmentationNetwork, smp.UnetPlusPlus):
+    """smp's U-Net++ on any smp encoder (``resnet34`` in the paper); logits (B, 1, H, W)."""
+
+    def __init__(
+        self, encoder_name: str = "resnet34", encoder_weights: str | None = None, **kwargs
+    ) -> None:
+        super().__init__(
+            encoder_name=encoder_name, encoder_weights=encoder_weights, classes=1, **kwargs
+        )
+        self.decoder_feature_channels = int(self.segmentation_head[0].in_channels)
+        self.encoder_name = encoder_name
+
+    def check_input_shape(self, x: torch.Tensor) -> None:
+        check_input_shape(x, f"unetpp ({self.encoder_name} encoder)", self.encoder.output_stride)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check_input_shape(x)
+        features = self.decoder(self.encoder(x))
+        return self.segmentation_head(features), features
