@@ -1,15 +1,15 @@
-"""The quality predictor g_phi: (image, mask) -> predicted Dice (SPEC.md Phase 1, "g_phi").
+"""The quality predictor g_phi: (image, mask) -> predicted Dice (docs/METHOD.md §3).
 
 - Backbone: any timm model (the paper's: resnet18.a1_in1k by default, MobileNetV3,
   EfficientNet-B0, DenseNet121, ConvNeXt-T), global average pooled.
-- Input: 4 channels, ImageNet-normalised RGB + a {0, 1} (or soft, in Phase 2) mask. The
-  first convolution is widened to 4 inputs; the mask filter starts as the mean of the RGB
-  filters, so pretrained features see the mask as one more grey-level image.
-- Head: Dropout(p) -> Linear(C, 256) -> ReLU -> Dropout(p/2) -> Linear(256, 1) -> sigmoid.
-  Kaiming init for the hidden layer. The last layer starts with small weights and its bias
-  at the logit of the expected mean target (SPEC.md "Head initialisation", reference
-  choice): the release's Kaiming-initialised last layer put the logits near -7 +- 2, in the
-  sigmoid's flat tails, and from random weights its g_phi locked onto a constant output.
+- Input (§3.1): 4 channels, ImageNet-normalised RGB + a {0, 1} (or soft, in Phase 2) mask,
+  built by :func:`data.mq_dataset.quality_input`. The first convolution is widened to 4
+  inputs; the mask filter starts as the mean of the RGB filters, so pretrained features see
+  the mask as one more grey-level image.
+- Head (§3.2): Dropout(p) -> Linear(C, 256) -> ReLU -> Dropout(p/2) -> Linear(256, 1) ->
+  sigmoid. Kaiming init for the hidden layer. The last layer starts with small weights and
+  its bias at the logit of the expected mean target (reference choice), so that the
+  sigmoid starts unsaturated and g_phi does not lock onto a constant output.
 - Checkpoints carry the backbone name and every setting needed to rebuild the model and
   its inputs (image size, normalisation, VQM mix), so Phase 2 loads any backbone.
 """
@@ -51,7 +51,7 @@ class QualityPredictorConfig:
     dropout: float = 0.15
     hidden_dim: int = 256
     in_chans: int = 4
-    # Head start (SPEC.md reference choice): sigmoid(bias) = init_quality, tiny weights.
+    # Head start (docs/METHOD.md §3.2): sigmoid(bias) = init_quality, tiny weights.
     init_quality: float = 0.8
     head_init_std: float = 0.01
 
@@ -179,13 +179,6 @@ class QualityPredictor(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted Dice in [0, 1], shape (B,)."""
         return torch.sigmoid(self.forward_logits(x))
-
-    @staticmethod
-    def make_input(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Concatenate a normalised image (B, 3, H, W) and a mask (B, 1, H, W) or (B, H, W)."""
-        if mask.ndim == 3:
-            mask = mask.unsqueeze(1)
-        return torch.cat([image, mask.to(image.dtype)], dim=1)
 
 
 # --------------------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import timm
 import torch
 
 from models.quality_predictor import (
+    PAPER_BACKBONES,
     QualityPredictor,
     QualityPredictorConfig,
     load_quality_predictor,
@@ -30,8 +32,6 @@ def make(backbone: str, **kw) -> QualityPredictor:
 
 
 def test_forward_backward_every_family():
-    import pytest
-
     for name in FAMILIES:
         model = make(name)
         x = torch.randn(2, 4, 32, 32, requires_grad=True)
@@ -57,7 +57,7 @@ def test_mask_filter_starts_as_mean_of_rgb_filters():
 
 
 def test_fresh_gphi_is_unsaturated_with_spread_and_head_gradient():
-    """SPEC.md head-initialisation reference choice: no constant output at the start."""
+    """docs/METHOD.md §3.2 head start (reference choice): no constant output at the start."""
     model = make("resnet18")
     model.train()
     x = torch.randn(16, 4, 64, 64)
@@ -86,12 +86,10 @@ def test_checkpoint_round_trip_rebuilds_backbone_and_settings(tmp_path):
 
 
 def test_checkpoint_errors_are_clear(tmp_path):
-    import pytest
-
     with pytest.raises(FileNotFoundError, match="--mq_checkpoint"):
         load_quality_predictor(tmp_path / "missing.pth")
     bare = tmp_path / "bare.pth"
-    torch.save(make("test_resnet").state_dict(), bare)  # the release's bare state dict
+    torch.save(make("test_resnet").state_dict(), bare)  # a bare state dict, as the release saved
     with pytest.raises(ValueError, match="not a g_phi checkpoint"):
         load_quality_predictor(bare)
     junk = tmp_path / "junk.pth"
@@ -101,8 +99,6 @@ def test_checkpoint_errors_are_clear(tmp_path):
 
 
 def test_pretrained_weights_load_from_a_local_file(tmp_path):
-    import pytest
-
     donor = timm.create_model("test_resnet", num_classes=10)
     for p in donor.parameters():
         torch.nn.init.normal_(p, std=0.05)
@@ -122,8 +118,6 @@ def test_pretrained_weights_load_from_a_local_file(tmp_path):
 
 def test_paper_backbones_name_imagenet_1k_weights_timm_knows():
     """Pinned tags: an untagged name would follow timm's changing default weights."""
-    from models.quality_predictor import PAPER_BACKBONES
-
     known = set(timm.list_pretrained())
     for name in PAPER_BACKBONES.values():
         assert name in known, name
