@@ -1,10 +1,10 @@
-"""EMA teacher f_ema for PL-QW and the teacher-based baselines (SPEC "Phase 2 ... Shared
-settings": decay rises linearly from 0.5 to 0.999 over the first 1000 steps; BatchNorm buffers
-copied from the student).
+"""EMA teacher f_ema for PL-QW and the teacher-based baselines (docs/METHOD.md §4.4: decay
+rises linearly from 0.5 to 0.999 over the first 1000 steps; BatchNorm buffers copied from the
+student).
 
-The update is done in place on the teacher's tensors (``mul_`` / ``add_``). PyMIC once shipped
-an EMA whose ``add`` result was discarded, so the teacher decayed to zero; the tests check that
-the teacher moves toward the student.
+The update is done in place on the teacher's tensors (``mul_`` / ``add_``): an EMA whose
+``add`` result is discarded decays the teacher to zero, so the tests check that it moves toward
+the student.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ class EMATeacher(nn.Module):
         warmup_steps: steps over which the decay rises linearly (1000).
 
     The teacher always runs in eval mode: BatchNorm uses the running statistics copied from the
-    student, and its outputs do not depend on the batch composition. ``forward`` and
-    ``forward_features`` run without autograd; teacher parameters never require grad.
+    student, and its outputs do not depend on the batch composition. ``forward`` runs without
+    autograd; teacher parameters never require grad.
     """
 
     def __init__(
@@ -60,7 +60,6 @@ class EMATeacher(nn.Module):
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.model.eval()
-        self.last_decay: float | None = None
 
     def decay(self, step: int) -> float:
         """Decay at optimisation step ``step`` (0-based): linear from initial to final."""
@@ -88,7 +87,6 @@ class EMATeacher(nn.Module):
             # BatchNorm running stats and num_batches_tracked follow the student exactly.
             if name in s_buffers and s_buffers[name] is not None:
                 t.copy_(s_buffers[name])
-        self.last_decay = d
         return d
 
     def train(self, mode: bool = True) -> EMATeacher:
@@ -100,7 +98,3 @@ class EMATeacher(nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
-
-    @torch.no_grad()
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.forward_features(x)
