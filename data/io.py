@@ -23,6 +23,8 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from data.image_resize import reduction_factor, resize_image, resize_nearest
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -76,27 +78,28 @@ _REDUCED_FLAGS = {
 }
 
 
-def jpeg_reduction(path: str | Path, min_side: int) -> int:
-    """The largest JPEG decode reduction (8, 4, 2 or 1) whose output keeps both sides at
-    least `min_side` (libjpeg gives ceil(side / factor)); 1 for other formats."""
-    if Path(path).suffix.lower() not in JPEG_EXTENSIONS:
-        return 1
+def header_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from an image file's header, or None when it cannot be read."""
     try:
         with Image.open(path) as im:  # reads the header only
-            width, height = im.size
+            return im.size
     except (OSError, ValueError):
-        return 1  # let the decoder report the problem
-    for factor in (8, 4, 2):
-        if -(-min(width, height) // factor) >= min_side:
-            return factor
-    return 1
+        return None
+
+
+def jpeg_reduction(path: str | Path, size: int, keep_aspect: bool = False) -> int:
+    """The largest JPEG decode reduction (8, 4, 2 or 1) that still covers a resize to `size`
+    (`reduction_factor`, from the file's header); 1 for other formats."""
+    found = header_size(path) if Path(path).suffix.lower() in JPEG_EXTENSIONS else None
+    # An unreadable header decodes whole, for the decoder to report the problem.
+    return 1 if found is None else reduction_factor(*found, size, keep_aspect)
 
 
 def read_image(path: str | Path, reduction: int = 1) -> np.ndarray:
     """Decode an image as RGB uint8 (H, W, 3); grey and 16-bit files are converted.
 
-    `reduction` 2, 4 or 8 decodes a JPEG at that fraction of its size (see
-    `jpeg_reduction`): about 3x faster on multi-megapixel photographs.
+    `reduction` 2, 4 or 8 decodes a JPEG at that fraction of its size (`read_for_resize`
+    picks it): about 3x faster on multi-megapixel photographs.
     """
     # Stored pixel order, as PIL reads masks: OpenCV would apply a JPEG's EXIF rotation to
     # the image alone and misalign it with its mask.
@@ -125,17 +128,12 @@ def read_mask(path: str | Path) -> np.ndarray:
     return binarize_mask(arr)
 
 
-def resize_pair(
-    image: np.ndarray, mask: np.ndarray | None, size: int
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Resize to size x size: image by area averaging (bilinear when enlarging), mask nearest."""
-    h, w = image.shape[:2]
-    if (h, w) != (size, size):
-        interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
-        image = cv2.resize(image, (size, size), interpolation=interp)
-    if mask is not None and mask.shape != (size, size):
-        mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
-    return image, mask
+def read_for_resize(
+    path: str | Path, size: int, keep_aspect: bool = False, reduced: bool = True
+) -> np.ndarray:
+    """Decode an image as RGB at the most reduced JPEG scale that a resize to `size` allows
+    (`reduced=False`: whole)."""
+    return read_image(path, jpeg_reduction(path, size, keep_aspect) if reduced else 1)
 
 
 # --------------------------------------------------------------------------------------
@@ -289,7 +287,7 @@ def load_labeled_arrays(
                 f"{split.image_paths[i]})",
             )
         if image_size is not None:
-            image, mask = resize_pair(image, mask, image_size)
+            image, mask = resize_image(image, image_size), resize_nearest(mask, image_size)
         return image, mask, None
 
     results = _parallel_map(load, range(len(split)), num_threads, desc)
@@ -317,8 +315,7 @@ def load_image_array(
 
     def load(i: int) -> str | None:
         try:
-            image = read_image(paths[i], jpeg_reduction(paths[i], image_size))
-            out[i] = resize_pair(image, None, image_size)[0]
+            out[i] = resize_image(read_for_resize(paths[i], image_size), image_size)
         except DataError as exc:
             return f"line {_csv_line(i)}: {exc}" if csv_path else str(exc)
         return None
