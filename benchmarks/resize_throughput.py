@@ -6,7 +6,7 @@ Writes synthetic photographs (smooth colour fields with fine texture, JPEG quali
 size of an ISIC 2020 image) to a temporary folder, then times, on one core (OpenCV
 single-threaded, files in the page cache):
 
-* decode + resize: `read_for_resize` + `resize_image`, the resizer's inner step;
+* decode + resize: `data.io.read_for_resize` + `resize_image`, the resizer's inner step;
 * end to end: `resize_files` with one worker, writing 224 x 224 JPEGs;
 
 each with full decoding and with libjpeg's reduced-scale decoding (the resizer's default),
@@ -18,20 +18,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
+
 import cv2
 import numpy as np
 
-from prepare_datasets.utils import resize_image
-from prepare_unsupervised_images.image_resizer import (
-    read_for_resize,
-    reduction_factor,
-    resize_files,
-)
+from data.image_resize import reduction_factor, resize_image
+from data.io import read_for_resize
+from prepare_unsupervised_images.image_resizer import resize_files
 
 
 def make_photo(rng: np.random.Generator, width: int, height: int) -> np.ndarray:

@@ -26,20 +26,29 @@ manifest are deleted.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
+
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-MANIFEST_NAME = "demo_manifest.json"
-GENERATOR = "prepare_datasets.make_demo_dataset"
+from prepare_datasets.cli import report_error
+from prepare_datasets.output_folder import (
+    ManifestFile,
+    claim_output_folder,
+    visible_names,
+    write_image,
+    write_text_atomic,
+)
+
+MANIFEST = ManifestFile("demo_manifest.json", "prepare_datasets.make_demo_dataset", indent=2)
+MANIFEST_NAME = MANIFEST.name
 # Bump when the generated pixels change, so that an old demo folder is not silently reused.
 FORMAT_VERSION = 1
 
@@ -282,38 +291,6 @@ def _arguments(
     }
 
 
-def _read_manifest(output_dir: Path) -> dict | None:
-    """The demo manifest in `output_dir`, or None where there is none (or it is not ours)."""
-    path = output_dir / MANIFEST_NAME
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict) or manifest.get("generator") != GENERATOR:
-        return None
-    if not isinstance(manifest.get("files"), list):
-        return None
-    return manifest
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _write_png(path: Path, array: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), array):
-        raise OSError(f"cannot write {path}")
-
-
-def _own_file(output_dir: Path, rel: object) -> Path | None:
-    """A manifest entry as a path inside `output_dir`, or None if it points elsewhere."""
-    if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
-        return None
-    return output_dir / rel
-
-
 def _csv_paths(output_dir: Path) -> dict[str, Path]:
     return {split: output_dir / f"{split}.csv" for split in SPLITS}
 
@@ -334,11 +311,6 @@ def _file_list(plan: dict[str, list[str]]) -> list[str]:
     return files
 
 
-def _has_contents(output_dir: Path) -> bool:
-    """Whether the folder holds anything besides hidden files (a `.gitkeep` is no data)."""
-    return output_dir.is_dir() and any(not p.name.startswith(".") for p in output_dir.iterdir())
-
-
 def _describe_contents(output_dir: Path, manifest: dict | None, args: dict) -> str:
     if manifest is not None:
         old = manifest.get("arguments")
@@ -348,9 +320,7 @@ def _describe_contents(output_dir: Path, manifest: dict | None, args: dict) -> s
         wanted = ", ".join(f"{k}={args[k]}" for k in diff)
         state = "a demo set" if manifest.get("status") == "complete" else "an unfinished demo set"
         return f"{state} generated with {found} (requested {wanted})"
-    names = sorted(p.name for p in output_dir.iterdir() if not p.name.startswith("."))
-    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-    return f"files that are not a demo set ({shown})"
+    return f"files that are not a demo set ({visible_names(output_dir)})"
 
 
 def make_demo_dataset(
@@ -389,36 +359,22 @@ def make_demo_dataset(
     files = _file_list(plan)
     csvs = _csv_paths(output_dir)
 
-    manifest = _read_manifest(output_dir) if output_dir.is_dir() else None
-    same_args = manifest is not None and manifest.get("arguments") == args
-    if (
-        same_args
-        and manifest.get("status") == "complete"
-        and all((output_dir / f).is_file() for f in files)
+    # An interrupted or damaged run with the same arguments is ours to redo; anything else
+    # in a non-empty folder needs the user's consent.
+    if claim_output_folder(
+        output_dir,
+        MANIFEST,
+        files,
+        lambda old: old.get("arguments") == args,
+        lambda old: _describe_contents(output_dir, old, args),
+        overwrite,
     ):
         if progress:
             print(f"demo set already present in {output_dir} (same arguments); not regenerated")
         return csvs
-    # An interrupted or damaged run with the same arguments is ours to redo; anything else
-    # in a non-empty folder needs the user's consent.
-    if _has_contents(output_dir) and not same_args:
-        if not overwrite:
-            raise FileExistsError(
-                f"{output_dir} already holds {_describe_contents(output_dir, manifest, args)}; "
-                "pass --overwrite (overwrite=True) to replace it, or choose another --output_dir"
-            )
-        if manifest is not None:
-            keep = set(files)
-            for rel in manifest["files"]:
-                path = _own_file(output_dir, rel)
-                if path is not None and rel not in keep and path.is_file():
-                    path.unlink()
-
-    (output_dir / "images").mkdir(parents=True, exist_ok=True)
-    (output_dir / "masks").mkdir(parents=True, exist_ok=True)
-    manifest = {"generator": GENERATOR, "status": "in_progress", "arguments": args}
+    manifest = {"generator": MANIFEST.generator, "status": "in_progress", "arguments": args}
     manifest["files"] = files
-    _write_text_atomic(output_dir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+    MANIFEST.write(output_dir, manifest)
 
     total = sum(len(ids) for ids in plan.values())
     bar = tqdm(total=total, desc="demo images", unit="img", disable=not progress)
@@ -427,19 +383,19 @@ def make_demo_dataset(
         for i, sid in enumerate(plan[split]):
             rng = np.random.default_rng([seed, _SPLIT_KEYS[split], i])
             image, mask = _draw_sample(rng, image_size)
-            _write_png(output_dir / "images" / f"{sid}.png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            write_image(output_dir / "images" / f"{sid}.png", image)
             if split == "unlabeled":
                 rows.append(f"images/{sid}.png")
             else:
-                _write_png(output_dir / "masks" / f"{sid}.png", mask)
+                write_image(output_dir / "masks" / f"{sid}.png", mask)
                 rows.append(f"images/{sid}.png,masks/{sid}.png")
             bar.update()
         header = "img_path" if split == "unlabeled" else "image_path,mask_path"
-        _write_text_atomic(csvs[split], "\n".join([header, *rows]) + "\n")
+        write_text_atomic(csvs[split], "\n".join([header, *rows]) + "\n")
     bar.close()
 
     manifest["status"] = "complete"
-    _write_text_atomic(output_dir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+    MANIFEST.write(output_dir, manifest)
     return csvs
 
 
@@ -486,8 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not a.no_progress,
         )
     except (FileExistsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc)
     if not a.no_progress:
         print(f"demo set ready ({time.perf_counter() - start:.1f} s):")
         for split, path in csvs.items():

@@ -18,19 +18,15 @@ the frame numbers).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
+
 from data.io import DataError
-from prepare_datasets.utils import (
-    Layout,
-    build_parser,
-    find_folder_pair,
-    list_image_files,
-    match_by_stem,
-    require_dir,
-    run_preparer,
-)
+from prepare_datasets.cli import require_dir, run_root_preparer
+from prepare_datasets.pairing import Layout, find_folder_pair, match_folders
 
 NAME = "CVC-ClinicDB"
 IMAGE_DIRS = ("Original", "images", "image", "img")
@@ -46,16 +42,13 @@ def find_clinicdb(root: str | Path) -> Layout:
             f"--clinicdb_root {root}: no 'Original' + 'Ground Truth' (or images + masks) "
             "folders found"
         )
-    images_dir, masks_dir = pair
-    layout = match_by_stem(list_image_files(images_dir), list_image_files(masks_dir))
-    layout.source, layout.source_dirs = root, [images_dir, masks_dir]
-    return layout
+    return match_folders(*pair, root)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(NAME, __doc__)
-    parser.add_argument("--clinicdb_root", required=True, help="the unpacked CVC-ClinicDB folder")
-    return run_preparer(parser, argv, NAME, lambda a: find_clinicdb(a.clinicdb_root))
+    return run_root_preparer(
+        argv, NAME, __doc__, "--clinicdb_root", "the unpacked CVC-ClinicDB folder", find_clinicdb
+    )
 
 
 if __name__ == "__main__":

@@ -19,19 +19,20 @@ into different splits, as in the usual random splits of this set) or read with
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
+
 from data.io import DataError
-from prepare_datasets.utils import (
+from prepare_datasets.cli import require_dir, run_root_preparer
+from prepare_datasets.pairing import (
     Layout,
-    build_parser,
     find_folder_pair,
     list_image_files,
-    match_by_stem,
-    require_dir,
-    run_preparer,
-    with_unique_ids,
+    match_folders,
+    match_per_folder,
 )
 
 NAME = "CVC-ColonDB"
@@ -44,10 +45,7 @@ def find_colondb(root: str | Path) -> Layout:
     root = require_dir(root, "--colondb_root")
     pair = find_folder_pair(root, IMAGE_DIRS, MASK_DIRS)
     if pair is not None:
-        images_dir, masks_dir = pair
-        layout = match_by_stem(list_image_files(images_dir), list_image_files(masks_dir))
-        layout.source, layout.source_dirs = root, [images_dir, masks_dir]
-        return layout
+        return match_folders(*pair, root)
 
     files = list_image_files(root, recursive=True)
     frames = [p for p in files if re.fullmatch(r"\d+", p.stem)]
@@ -57,30 +55,27 @@ def find_colondb(root: str | Path) -> Layout:
             f"--colondb_root {root}: neither images/ and masks/ folders nor N.bmp / pN.bmp "
             "files found"
         )
-    layout = Layout([], source=root)
-    for folder in sorted({p.parent for p in frames + polyps}):
-        part = match_by_stem(
-            [p for p in frames if p.parent == folder],
-            [p for p in polyps if p.parent == folder],
-            mask_prefixes=("p",),
-            mask_suffixes=("",),
-            image_suffixes=("",),
-        )
-        layout.samples += part.samples
-        layout.unmatched_images += part.unmatched_images
-        layout.unmatched_masks += part.unmatched_masks
+    layout = match_per_folder(
+        frames,
+        polyps,
+        root,
+        lambda s: s.image_path.stem,
+        mask_prefixes=("p",),
+        mask_suffixes=("",),
+        image_suffixes=("",),
+    )
     ignored = sum(1 for p in files if re.fullmatch(r"[sScC]\d+", p.stem))
     if ignored:
         layout.notes.append(
             f"{ignored} non-informative-region (sN) and contour (cN) files not used"
         )
-    return with_unique_ids(layout, lambda s: s.image_path.stem)
+    return layout
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(NAME, __doc__)
-    parser.add_argument("--colondb_root", required=True, help="the unpacked CVC-ColonDB folder")
-    return run_preparer(parser, argv, NAME, lambda a: find_colondb(a.colondb_root))
+    return run_root_preparer(
+        argv, NAME, __doc__, "--colondb_root", "the unpacked CVC-ColonDB folder", find_colondb
+    )
 
 
 if __name__ == "__main__":

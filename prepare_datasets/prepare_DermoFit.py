@@ -17,18 +17,14 @@ name); `--split_from` follows a given split instead (ids are the lesion names, e
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from prepare_datasets.utils import (
-    Layout,
-    build_parser,
-    list_image_files,
-    match_by_stem,
-    require_dir,
-    run_preparer,
-    with_unique_ids,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
+
+from prepare_datasets.cli import require_dir, run_root_preparer
+from prepare_datasets.pairing import Layout, list_image_files, match_per_folder
 
 NAME = "DermoFit"
 CLASSES = ("AK", "BCC", "DF", "IEC", "MEL", "ML", "PYO", "SCC", "SK", "VASC")
@@ -54,27 +50,22 @@ def find_dermofit(root: str | Path) -> Layout:
     files = list_image_files(root, recursive=True)
     masks = [p for p in files if p.stem.casefold().endswith("mask")]
     images = [p for p in files if not p.stem.casefold().endswith("mask")]
-    layout = Layout([], source=root)
-    group = _group_under(root)
-    for folder in sorted({p.parent for p in files}):
-        part = match_by_stem(
-            [p for p in images if p.parent == folder],
-            [p for p in masks if p.parent == folder],
-            mask_prefixes=("",),
-            mask_suffixes=("mask", "_mask"),
-            image_suffixes=("",),
-            group_of=group,
-        )
-        layout.samples += part.samples
-        layout.unmatched_images += part.unmatched_images
-        layout.unmatched_masks += part.unmatched_masks
-    return with_unique_ids(layout, lambda s: s.image_path.stem)
+    return match_per_folder(
+        images,
+        masks,
+        root,
+        lambda s: s.image_path.stem,
+        mask_prefixes=("",),
+        mask_suffixes=("mask", "_mask"),
+        image_suffixes=("",),
+        group_of=_group_under(root),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(NAME, __doc__)
-    parser.add_argument("--dermofit_root", required=True, help="folder holding the class folders")
-    return run_preparer(parser, argv, NAME, lambda a: find_dermofit(a.dermofit_root))
+    return run_root_preparer(
+        argv, NAME, __doc__, "--dermofit_root", "folder holding the class folders", find_dermofit
+    )
 
 
 if __name__ == "__main__":

@@ -22,19 +22,15 @@ paths point to their machine (only the `IMDnnn` ids are used), or text files of 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
+
 from data.io import DataError
-from prepare_datasets.utils import (
-    IMAGE_EXTENSIONS,
-    Layout,
-    Sample,
-    build_parser,
-    find_named_dir,
-    require_dir,
-    run_preparer,
-)
+from prepare_datasets.cli import require_dir, run_root_preparer
+from prepare_datasets.pairing import IMAGE_EXTENSIONS, Layout, Sample, find_named_dir
 
 NAME = "PH2"
 ID_PATTERN = r"IMD\d{3}"
@@ -121,9 +117,16 @@ def find_ph2(root: str | Path) -> Layout:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(NAME, __doc__, default_split="140,20,40")
-    parser.add_argument("--ph2_root", required=True, help="the unpacked PH2Dataset folder")
-    return run_preparer(parser, argv, NAME, lambda a: find_ph2(a.ph2_root), id_pattern=ID_PATTERN)
+    return run_root_preparer(
+        argv,
+        NAME,
+        __doc__,
+        "--ph2_root",
+        "the unpacked PH2Dataset folder",
+        find_ph2,
+        default_split="140,20,40",
+        id_pattern=ID_PATTERN,
+    )
 
 
 if __name__ == "__main__":

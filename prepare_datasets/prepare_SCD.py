@@ -20,18 +20,14 @@ names without `_orig`, prefixed by their folder where two folders share a name).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from prepare_datasets.utils import (
-    Layout,
-    build_parser,
-    list_image_files,
-    match_by_stem,
-    require_dir,
-    run_preparer,
-    with_unique_ids,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
+
+from prepare_datasets.cli import require_dir, run_root_preparer
+from prepare_datasets.pairing import Layout, list_image_files, match_per_folder
 
 NAME = "SCD"
 
@@ -49,31 +45,28 @@ def find_scd(root: str | Path) -> Layout:
     files = list_image_files(root, recursive=True)
     images = [p for p in files if p.stem.casefold().endswith("_orig")]
     masks = [p for p in files if p.stem.casefold().endswith("_contour")]
-    layout = Layout([], source=root)
-    # Pair folder by folder: names repeat between the DermIS and DermQuest folders.
-    for folder in sorted({p.parent for p in images + masks}):
-        part = match_by_stem(
-            [p for p in images if p.parent == folder],
-            [p for p in masks if p.parent == folder],
-            mask_prefixes=("",),
-            mask_suffixes=("_contour",),
-            image_suffixes=("_orig",),
-            group_of=_group,
-        )
-        layout.samples += part.samples
-        layout.unmatched_images += part.unmatched_images
-        layout.unmatched_masks += part.unmatched_masks
+    # Pair folder by folder: names repeat between the DermIS and DermQuest folders; ids are
+    # the names without `_orig`, made unique across those folders.
+    layout = match_per_folder(
+        images,
+        masks,
+        root,
+        lambda s: s.image_path.stem[: -len("_orig")],
+        mask_prefixes=("",),
+        mask_suffixes=("_contour",),
+        image_suffixes=("_orig",),
+        group_of=_group,
+    )
     others = len(files) - len(images) - len(masks)
     if others:
         layout.notes.append(f"{others} image file(s) named neither *_orig nor *_contour ignored")
-    # Ids from names without `_orig`, unique across the DermIS and DermQuest folders.
-    return with_unique_ids(layout, lambda s: s.image_path.stem[: -len("_orig")])
+    return layout
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(NAME, __doc__)
-    parser.add_argument("--scd_root", required=True, help="folder holding the unpacked sets")
-    return run_preparer(parser, argv, NAME, lambda a: find_scd(a.scd_root))
+    return run_root_preparer(
+        argv, NAME, __doc__, "--scd_root", "folder holding the unpacked sets", find_scd
+    )
 
 
 if __name__ == "__main__":

@@ -19,46 +19,26 @@ all are binarised at half their range and written as PNG 0/255.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
+
 from data.io import DataError
-from prepare_datasets.utils import (
+from prepare_datasets.cli import build_parser, require_dir, run_preparer
+from prepare_datasets.pairing import (
     DEFAULT_IMAGE_PREFIXES,
     DEFAULT_IMAGE_SUFFIXES,
     DEFAULT_MASK_PREFIXES,
     DEFAULT_MASK_SUFFIXES,
     Layout,
-    build_parser,
     find_folder_pair,
-    list_image_files,
-    match_by_stem,
-    require_dir,
-    run_preparer,
+    match_folders,
 )
 
 IMAGE_DIRS = ("images", "image", "imgs", "img", "Original")
 MASK_DIRS = ("masks", "mask", "gt", "labels", "Ground Truth", "GroundTruth", "annotations")
-
-
-def split_one_folder(
-    files: Sequence[Path], mask_prefixes: Sequence[str], mask_suffixes: Sequence[str]
-) -> tuple[list[Path], list[Path]]:
-    """Images and masks kept side by side (`x.jpg`, `x_mask.png`): a file is a mask when
-    its name is another file's name with a mask prefix or suffix added."""
-    stems = {p.stem.casefold() for p in files}
-    affixes = [(pre, suf) for pre in mask_prefixes for suf in mask_suffixes if pre or suf]
-    masks = []
-    for p in files:
-        low = p.stem.casefold()
-        for pre, suf in affixes:
-            pre, suf = pre.casefold(), suf.casefold()
-            core = low[len(pre) : len(low) - len(suf)] if len(low) > len(pre) + len(suf) else ""
-            if core and low.startswith(pre) and low.endswith(suf) and core in stems:
-                masks.append(p)
-                break
-    mask_set = set(masks)
-    return [p for p in files if p not in mask_set], masks
 
 
 def find_folder_pairs(
@@ -66,12 +46,10 @@ def find_folder_pairs(
     masks_dir: Path | None = None,
     root: Path | None = None,
     recursive: bool = False,
-    mask_prefixes: Sequence[str] = DEFAULT_MASK_PREFIXES,
-    mask_suffixes: Sequence[str] = DEFAULT_MASK_SUFFIXES,
-    image_prefixes: Sequence[str] = DEFAULT_IMAGE_PREFIXES,
-    image_suffixes: Sequence[str] = DEFAULT_IMAGE_SUFFIXES,
+    **affixes: Sequence[str],
 ) -> Layout:
-    """Pairs from an images folder and a masks folder (given, or found under `root`)."""
+    """Pairs from an images folder and a masks folder (given, or found under `root`);
+    `affixes` are `match_folders`' mask and image prefixes and suffixes."""
     if root is not None:
         root = require_dir(root, "--root")
         pair = find_folder_pair(root, IMAGE_DIRS, MASK_DIRS)
@@ -84,17 +62,9 @@ def find_folder_pairs(
     elif images_dir is None or masks_dir is None:
         raise DataError("pass --root, or both --images_dir and --masks_dir")
     images_dir = require_dir(images_dir, "--images_dir")
-    masks_dir = require_dir(masks_dir, "--masks_dir")
-    images = list_image_files(images_dir, recursive)
-    masks = list_image_files(masks_dir, recursive)
-    if images_dir.resolve() == masks_dir.resolve():
-        images, masks = split_one_folder(images, mask_prefixes, mask_suffixes)
-    layout = match_by_stem(
-        images, masks, mask_prefixes, mask_suffixes, image_prefixes, image_suffixes
+    return match_folders(
+        images_dir, require_dir(masks_dir, "--masks_dir"), root, recursive, **affixes
     )
-    layout.source = root
-    layout.source_dirs = [images_dir, masks_dir]
-    return layout
 
 
 def _name(a: argparse.Namespace) -> str:
@@ -117,10 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             a.masks_dir,
             a.root,
             a.recursive,
-            a.mask_prefix or DEFAULT_MASK_PREFIXES,
-            a.mask_suffix or DEFAULT_MASK_SUFFIXES,
-            a.image_prefix or DEFAULT_IMAGE_PREFIXES,
-            a.image_suffix or DEFAULT_IMAGE_SUFFIXES,
+            mask_prefixes=a.mask_prefix or DEFAULT_MASK_PREFIXES,
+            mask_suffixes=a.mask_suffix or DEFAULT_MASK_SUFFIXES,
+            image_prefixes=a.image_prefix or DEFAULT_IMAGE_PREFIXES,
+            image_suffixes=a.image_suffix or DEFAULT_IMAGE_SUFFIXES,
         ),
     )
 

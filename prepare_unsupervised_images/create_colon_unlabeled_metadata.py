@@ -17,23 +17,20 @@ Output (`--output_dir`, default ./prepare_unsupervised_images/PolypBoxSeg_subset
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
 
 import numpy as np
 import pandas as pd
 
 from data.io import DataError
-from prepare_datasets.utils import (
-    DEFAULT_SEED,
-    is_inside,
-    path_for_csv,
-    require_dir,
-    write_tables,
-)
-from prepare_unsupervised_images.create_isic2020_subsets import subset_label
+from prepare_datasets.cli import report_error, require_dir, script_parser
+from prepare_datasets.output_folder import path_for_csv, require_outside, write_tables
+from prepare_datasets.splits import DEFAULT_SEED
+from prepare_unsupervised_images.create_isic2020_subsets import report_missing_images, subset_label
 from prepare_unsupervised_images.image_resizer import DEFAULT_EXCLUDES, list_images
 from prepare_unsupervised_images.resize_colon_unlabeled_images import NAME, add_listing_arguments
 
@@ -65,11 +62,7 @@ def build_tables(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
+    p = script_parser(__doc__)
     p.add_argument("--source_dir", required=True, help="the folder of colonoscopy images")
     p.add_argument("--images_dir", help="where img_path points (default: <output_dir>/images)")
     p.add_argument("--output_dir", default=DEFAULT_OUTPUT, help="default: %(default)s")
@@ -85,30 +78,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     images_dir = Path(a.images_dir).expanduser() if a.images_dir else output_dir / "images"
     try:
         source_dir = require_dir(a.source_dir, "--source_dir")
-        if is_inside(output_dir, source_dir):
-            raise DataError(
-                "--output_dir must lie outside --source_dir (sources are never modified)"
-            )
+        require_outside(output_dir, source_dir, "--source_dir")
         sources = list_images(source_dir, not a.no_recursive, a.exclude or DEFAULT_EXCLUDES)
         if not sources:
             raise DataError(f"--source_dir {source_dir} holds no image")
         tables = build_tables(sources, source_dir, images_dir, output_dir, a.subset_sizes, a.seed)
         expected = [output_dir / v for v in tables["unlabeled"]["img_path"]]
         missing = [str(e) for e in expected if not e.is_file()]
-        if missing and a.check_images:
-            raise DataError(
-                f"--check_images: {len(missing)} image(s) missing, e.g.\n  "
-                + "\n  ".join(missing[:10])
-            )
-        if missing:
-            print(
-                f"note: {len(missing)} of {len(expected)} images are not in {images_dir} yet "
-                "(resize them with resize_colon_unlabeled_images.py)"
-            )
+        report_missing_images(
+            missing, len(expected), images_dir, a.check_images, "resize_colon_unlabeled_images.py"
+        )
         write_tables(tables, output_dir, a.overwrite)
     except (DataError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc)
     for name, t in tables.items():
         print(f"  {name + '.csv':<28} {len(t):>6} images")
     return 0

@@ -31,11 +31,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
+
 import numpy as np
 import pandas as pd
 
 from data.io import DataError, read_csv_checked
-from prepare_datasets.utils import DEFAULT_SEED, path_for_csv, stratified_order, write_tables
+from prepare_datasets.cli import report_error, script_parser
+from prepare_datasets.output_folder import path_for_csv, write_tables
+from prepare_datasets.splits import DEFAULT_SEED, stratified_order
 
 RELEASE_COLUMNS = (
     "image_name",
@@ -54,6 +58,23 @@ DEFAULT_OUTPUT = "./prepare_unsupervised_images/ISIC2020_subsets"
 def subset_label(n: int) -> str:
     """1000 -> '1k', 5000 -> '5k', 1500 -> '1500'."""
     return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+def report_missing_images(
+    missing: Sequence[str], total: int, images_dir: Path, check_images: bool, resizer: str
+) -> None:
+    """Listed images not there yet: an error with `--check_images`, else a note (the
+    images may be resized after the CSVs are written)."""
+    if missing and check_images:
+        raise DataError(
+            f"--check_images: {len(missing)} of {total} image(s) missing, e.g.\n  "
+            + "\n  ".join(missing[:10])
+        )
+    if missing:
+        print(
+            f"note: {len(missing)} of {total} images are not in {images_dir} (yet): "
+            f"img_path gives where they are expected; resize them there with {resizer}"
+        )
 
 
 def load_metadata(metadata_csv: Path, duplicates_csv: Path | None, log=print) -> pd.DataFrame:
@@ -129,11 +150,7 @@ def with_img_path(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
+    p = script_parser(__doc__)
     p.add_argument("--metadata_csv", required=True, help="ISIC_2020_Training_GroundTruth(_v2).csv")
     p.add_argument(
         "--duplicates_csv", help="ISIC_2020_Training_Duplicates.csv (image_name_1,image_name_2)"
@@ -183,21 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         expected = sorted({p for t in tables.values() for p in t["img_path"]})
         # An absolute img_path joins to itself; a relative one is under the CSV's folder.
         missing = [p for p in expected if not (output_dir / p).is_file()]
-        if missing and a.check_images:
-            raise DataError(
-                f"--check_images: {len(missing)} of {len(expected)} image(s) missing, e.g.\n  "
-                + "\n  ".join(missing[:10])
-            )
-        if missing:
-            print(
-                f"note: {len(missing)} of {len(expected)} images are not in {images_dir} (yet): "
-                "img_path gives where they are expected; resize them there with "
-                "resize_isic2020_images.py"
-            )
+        report_missing_images(
+            missing, len(expected), images_dir, a.check_images, "resize_isic2020_images.py"
+        )
         write_tables(tables, output_dir, a.overwrite)
     except (DataError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc)
     for name, t in tables.items():
         frac = t["target"].mean()
         print(

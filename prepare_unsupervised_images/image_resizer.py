@@ -1,8 +1,8 @@
 """Resizing folders of unlabeled images: parallel, resumable, fast on large JPEGs.
 
 One module behind `resize_isic2020_images.py` and `resize_colon_unlabeled_images.py`
-(and `benchmarks/resize_throughput.py`); the resize itself is `prepare_datasets.utils`'s,
-the one every preparer of the project uses.
+(and `benchmarks/resize_throughput.py`); the resize and the reduced-scale decode are
+`data.image_resize`'s and `data.io`'s, the ones every loader and preparer uses.
 
 Speed: ISIC 2020 photographs are up to 6000 x 4000 JPEGs, and decoding them whole costs
 far more than the resize. libjpeg can decode straight to 1/2, 1/4 or 1/8 scale (its IDCT
@@ -31,47 +31,15 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import cv2
-import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from data.io import JPEG_EXTENSIONS, DataError, read_image
-from prepare_datasets.utils import (
-    DEFAULT_IMAGE_SIZE,
-    INTERPOLATIONS,
-    content_size,
-    is_image_file,
-    resize_image,
-    write_image,
-)
+from data.image_resize import DEFAULT_IMAGE_SIZE, INTERPOLATIONS, resize_image
+from data.io import DataError, header_size, read_for_resize
+from prepare_datasets.cli import require_dir
+from prepare_datasets.output_folder import require_outside, write_image
+from prepare_datasets.pairing import list_image_files
 
 DEFAULT_EXCLUDES = ("*mask*", "*ground truth*", "*groundtruth*")
-
-
-def reduction_factor(width: int, height: int, size: int, keep_aspect: bool) -> int:
-    """The largest JPEG decode reduction (8, 4, 2 or 1) leaving at least the output size.
-
-    libjpeg's scaled decode gives ceil(side / factor) pixels.
-    """
-    need_h, need_w = content_size(height, width, size, keep_aspect)
-    for factor in (8, 4, 2):
-        if -(-width // factor) >= need_w and -(-height // factor) >= need_h:
-            return factor
-    return 1
-
-
-def read_for_resize(path: Path, size: int, keep_aspect: bool, reduced: bool = True) -> np.ndarray:
-    """Decode an image as RGB, at the most reduced JPEG scale that the resize allows."""
-    if reduced and path.suffix.lower() in JPEG_EXTENSIONS:
-        try:
-            with Image.open(path) as im:  # reads the header only
-                width, height = im.size
-        except FileNotFoundError:
-            raise DataError(f"image not found: {path}") from None
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot decode image: {path} ({exc})") from None
-        return read_image(path, reduction_factor(width, height, size, keep_aspect))
-    return read_image(path)
 
 
 def resize_file(
@@ -127,7 +95,7 @@ def resize_files(
     for src, dst in jobs:
         if not dst.is_file():
             todo.append((src, dst))
-        elif (found := _image_size(dst)) == (size, size):
+        elif (found := header_size(dst)) == (size, size):
             report.skipped += 1  # finished by an earlier run
         else:
             # Never overwritten: it may be another run's output at another size, or not ours.
@@ -169,41 +137,44 @@ def resize_files(
     return report
 
 
-def _image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the file's header, or None when it cannot be read."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, ValueError):
-        return None
-
-
 def list_images(
     folder: Path, recursive: bool = True, exclude: Iterable[str] = DEFAULT_EXCLUDES
 ) -> list[Path]:
-    """Image files under `folder` (sorted), minus paths matching an exclude pattern.
+    """Image files under `folder` (`list_image_files`), minus those inside hidden folders
+    and paths matching an exclude pattern.
 
     Patterns are shell globs on the path relative to `folder`, case-insensitive, so
     `*mask*` drops mask files and anything inside a `masks` folder.
     """
     patterns = [p.casefold() for p in exclude if p]
-    found = folder.rglob("*") if recursive else folder.iterdir()
     out = []
-    for p in found:
-        if not p.is_file() or not is_image_file(p):
-            continue
+    for p in list_image_files(folder, recursive):
         rel = p.relative_to(folder)
-        if "__MACOSX" in rel.parts or any(part.startswith(".") for part in rel.parts):
+        if any(part.startswith(".") for part in rel.parts):
             continue
         if any(fnmatch(rel.as_posix().casefold(), pat) for pat in patterns):
             continue
         out.append(p)
-    return sorted(out)
+    return out
 
 
 # --------------------------------------------------------------------------------------
 # Command line shared by the resizers
 # --------------------------------------------------------------------------------------
+
+
+def add_folder_arguments(p: argparse.ArgumentParser, input_help: str, default_output: str) -> None:
+    """`--input_dir` (the sources) and `--output_dir` of a resizer."""
+    p.add_argument("--input_dir", required=True, help=input_help)
+    p.add_argument("--output_dir", default=default_output, help="default: %(default)s")
+
+
+def input_and_output(a: argparse.Namespace) -> tuple[Path, Path]:
+    """The parsed `--input_dir` (an existing folder) and `--output_dir` (outside it)."""
+    input_dir = require_dir(a.input_dir, "--input_dir")
+    output_dir = Path(a.output_dir).expanduser()
+    require_outside(output_dir, input_dir, "--input_dir")
+    return input_dir, output_dir
 
 
 def add_resize_arguments(p: argparse.ArgumentParser) -> None:

@@ -18,11 +18,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
+
 from data.io import DataError
-from prepare_datasets.utils import is_inside, require_dir
+from prepare_datasets.cli import report_error, script_parser
 from prepare_unsupervised_images.image_resizer import (
     DEFAULT_EXCLUDES,
+    add_folder_arguments,
     add_resize_arguments,
+    input_and_output,
     list_images,
     run_resize_jobs,
 )
@@ -44,29 +48,18 @@ def add_listing_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
-    p.add_argument("--input_dir", required=True, help="the folder of colonoscopy images")
-    p.add_argument("--output_dir", default=DEFAULT_OUTPUT, help="default: %(default)s")
+    p = script_parser(__doc__)
+    add_folder_arguments(p, "the folder of colonoscopy images", DEFAULT_OUTPUT)
     add_listing_arguments(p)
     add_resize_arguments(p)
     a = p.parse_args(argv)
     try:
-        input_dir = require_dir(a.input_dir, "--input_dir")
-        output_dir = Path(a.output_dir).expanduser()
-        if is_inside(output_dir, input_dir):
-            raise DataError(
-                "--output_dir must lie outside --input_dir (sources are never modified)"
-            )
+        input_dir, output_dir = input_and_output(a)
         sources = list_images(input_dir, not a.no_recursive, a.exclude or DEFAULT_EXCLUDES)
         if not sources:
             raise DataError(f"--input_dir {input_dir} holds no image")
     except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc)
     jobs = [(s, output_dir / s.relative_to(input_dir)) for s in sources]
     return run_resize_jobs(jobs, a, "colonoscopy")
 

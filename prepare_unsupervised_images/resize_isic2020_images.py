@@ -17,16 +17,18 @@ Finished files are skipped, so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from data.io import DataError, read_csv_checked, resolve_path
-from prepare_datasets.utils import is_inside, require_dir
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
+
+from data.io import JPEG_EXTENSIONS, DataError, read_csv_checked, resolve_path
+from prepare_datasets.cli import report_error, script_parser
 from prepare_unsupervised_images.image_resizer import (
-    JPEG_EXTENSIONS,
+    add_folder_arguments,
     add_resize_arguments,
+    input_and_output,
     list_images,
     run_resize_jobs,
 )
@@ -63,23 +65,13 @@ def _check_csv_paths(csvs: Sequence[Path]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
-    p.add_argument("--input_dir", required=True, help="the ISIC 2020 training JPEG folder")
-    p.add_argument("--output_dir", default=DEFAULT_OUTPUT, help="default: %(default)s")
+    p = script_parser(__doc__)
+    add_folder_arguments(p, "the ISIC 2020 training JPEG folder", DEFAULT_OUTPUT)
     p.add_argument("--csv", action="append", default=[], help="resize only the images listed here")
     add_resize_arguments(p)
     a = p.parse_args(argv)
     try:
-        input_dir = require_dir(a.input_dir, "--input_dir")
-        output_dir = Path(a.output_dir).expanduser()
-        if is_inside(output_dir, input_dir):
-            raise DataError(
-                "--output_dir must lie outside --input_dir (sources are never modified)"
-            )
+        input_dir, output_dir = input_and_output(a)
         csvs = [Path(c) for c in a.csv]
         jpegs = [
             s
@@ -105,8 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sources = jpegs
             targets = [output_dir / s.name for s in sources]
     except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc)
     jobs = list(zip(sources, targets, strict=True))
     status = run_resize_jobs(jobs, a, "ISIC 2020")
     if status == 0 and csvs:

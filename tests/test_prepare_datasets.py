@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from data.image_resize import resize_image, resize_mask
 from data.io import load_labeled_arrays, load_labeled_csv, load_unlabeled_csv
 from prepare_datasets import (
     prepare_CVC_ClinicDB,
@@ -22,16 +23,12 @@ from prepare_datasets import (
     prepare_PH2,
     prepare_SCD,
 )
-from prepare_datasets.utils import (
-    MANIFEST_NAME,
-    match_by_stem,
-    resize_image,
-    resize_mask,
-    split_counts,
-    stratified_order,
-)
+from prepare_datasets.labeled_set import MANIFEST_NAME
+from prepare_datasets.pairing import match_by_stem
+from prepare_datasets.splits import split_counts, stratified_order
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
 SPLITS = ("train", "val", "test")
 QUIET = ["--no_progress", "--num_workers", "2"]
 

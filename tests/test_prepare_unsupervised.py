@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from benchmarks import resize_throughput
-from data.io import load_unlabeled_csv, read_image
-from prepare_datasets.utils import resize_image
+from data.image_resize import reduction_factor, resize_image
+from data.io import load_unlabeled_csv, read_for_resize, read_image
 from prepare_unsupervised_images import (
     create_colon_unlabeled_metadata,
     create_isic2020_subsets,
@@ -22,11 +22,7 @@ from prepare_unsupervised_images import (
     resize_isic2020_images,
 )
 from prepare_unsupervised_images.create_isic2020_subsets import RELEASE_COLUMNS
-from prepare_unsupervised_images.image_resizer import (
-    list_images,
-    read_for_resize,
-    reduction_factor,
-)
+from prepare_unsupervised_images.image_resizer import list_images
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 QUIET = ["--no_progress", "--num_workers", "2"]
