@@ -5,6 +5,9 @@ followed exactly, bad input named, sources untouched, and CSVs that data.io load
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -665,6 +668,40 @@ def test_split_counts():
         split_counts(200, (140, 20, 39))
     with pytest.raises(ValueError, match="empty"):
         split_counts(5, (0.9, 0.05, 0.05))
+
+
+# --------------------------------------------------------------------------------------
+# Scripts
+# --------------------------------------------------------------------------------------
+
+
+def test_scripts_run_by_path_from_any_folder(tmp_path):
+    """`python <path>/prepare_PH2.py --help` from another folder, with no PYTHONPATH."""
+    scripts = [
+        p
+        for folder in ("prepare_datasets", "prepare_unsupervised_images")
+        for p in sorted((ROOT / folder).glob("*.py"))
+        if 'if __name__ == "__main__":' in p.read_text()
+    ] + [ROOT / "benchmarks" / "resize_throughput.py"]
+    assert len(scripts) >= 12
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    runs = {
+        p: subprocess.Popen(
+            [sys.executable, str(p), "--help"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in scripts
+    }
+    failed = {}
+    for p, run in runs.items():
+        out, err = run.communicate(timeout=300)
+        if run.returncode != 0 or "usage:" not in out:
+            failed[p.relative_to(ROOT).as_posix()] = err.strip().splitlines()[-1:]
+    assert not failed, failed
 
 
 # --------------------------------------------------------------------------------------
