@@ -86,13 +86,9 @@ def _build_unetpp(
 ) -> nn.Module:
     from models.unetpp import UnetPlusPlus
 
-    model = UnetPlusPlus(
-        encoder_name=encoder,
-        encoder_weights=encoder_weights,
-        **_given(decoder_channels=decoder_channels),
+    return _build_cnn(
+        UnetPlusPlus, "unetpp", encoder, encoder_weights, image_size, decoder_channels
     )
-    _check_image_size(model, image_size, "unetpp")
-    return model
 
 
 def _build_attention_unet(
@@ -103,12 +99,30 @@ def _build_attention_unet(
 ) -> nn.Module:
     from models.attention_unet import AttentionUNet
 
-    model = AttentionUNet(
+    return _build_cnn(
+        AttentionUNet, "attentionunet", encoder, encoder_weights, image_size, decoder_channels
+    )
+
+
+def _build_cnn(
+    network: Callable[..., nn.Module],
+    name: str,
+    encoder: str,
+    encoder_weights: str | None,
+    image_size: int,
+    decoder_channels: Sequence[int] | None,
+) -> nn.Module:
+    import torch
+
+    from models.common import check_input_shape
+
+    model = network(
         encoder_name=encoder,
         encoder_weights=encoder_weights,
         **_given(decoder_channels=decoder_channels),
     )
-    _check_image_size(model, image_size, "attentionunet")
+    # an image size the CNN cannot take fails at build time, not at the first batch
+    check_input_shape(torch.empty(0, 3, image_size, image_size), name, model.encoder.output_stride)
     return model
 
 
@@ -139,15 +153,6 @@ def _build_swin_unet(
     if encoder_weights is not None:
         load_swin_pretrained(model, swin_pretrained_path)
     return model
-
-
-def _check_image_size(model: nn.Module, image_size: int, name: str) -> None:
-    """Reject an image size the CNN cannot take at build time, not at the first batch."""
-    import torch
-
-    from models.common import check_input_shape
-
-    check_input_shape(torch.empty(0, 3, image_size, image_size), name, model.encoder.output_stride)
 
 
 def _cnn_problems(encoder: str, **_: Any) -> list[str]:
