@@ -36,9 +36,9 @@ import torch
 from data.vqm_generator import VQMConfig
 from models.quality_predictor import QualityPredictor, QualityPredictorConfig, quality_checkpoint
 from models.seg_models import create_seg_model
-from training.common import autocast, autocast_dtype, clip_and_step, make_grad_scaler
 from training.methods.base import METHODS, Batch, FeatureNet, StepInfo, get_method
 from training.methods.quality import QualityScorer
+from training.precision import autocast, autocast_dtype, clip_and_step, make_grad_scaler
 
 
 @dataclass(frozen=True)

@@ -54,9 +54,13 @@ class EpochSampler(Sampler[int]):
         self.world_size = world_size
         self.drop_last = drop_last
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch's permutation; `start` skips this rank's first `start` indices
+        (a resumed run re-entering the epoch where it stopped)."""
         self.epoch = epoch
+        self.start = int(start)
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -72,6 +76,6 @@ class EpochSampler(Sampler[int]):
         total = len(self) * self.world_size
         if total > self.length:
             order = np.resize(order, total)  # wrap around to pad
-        order = order[:total][self.rank :: self.world_size]
+        order = order[:total][self.rank :: self.world_size][self.start :]
         base = self.epoch * self.length
         return iter((base + order).tolist())

@@ -21,17 +21,16 @@ Items: labeled {"image": uint8 (3, H, W) RGB, "mask": uint8 (1, H, W) in {0, 1},
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from data.augment import brightness_contrast, flip_rotate_pair, random_flips
 from data.io import load_image_array, load_labeled_arrays, load_labeled_csv, load_unlabeled_csv
-from data.samplers import EpochSampler, sample_rng, split_index
+from data.samplers import sample_rng, split_index
 
 
 def _chw_tensor(image: np.ndarray) -> torch.Tensor:
@@ -180,33 +179,3 @@ class UnlabeledSegDataset(Dataset):
         if self.augment:
             image = random_flips(image, sample_rng(self.seed, epoch, i))
         return {"image": _chw_tensor(image), "index": i}
-
-
-def steps_per_epoch(*loaders: DataLoader | None) -> int:
-    """One Phase 2 epoch: max(len(labeled loader), len(unlabeled loader)) iterations, the
-    shorter loader cycling (docs/METHOD.md §4.2); absent loaders (None) are ignored."""
-    lengths = [len(loader) for loader in loaders if loader is not None]
-    if not lengths or max(lengths) == 0:
-        raise ValueError("steps_per_epoch needs at least one non-empty loader")
-    return max(lengths)
-
-
-def infinite_batches(
-    loader: DataLoader, sampler: EpochSampler, start_pass: int = 0
-) -> Iterator[dict]:
-    """Cycle a loader forever, calling `sampler.set_epoch(p)` before pass p = start_pass,
-    start_pass + 1, ...: every pass is a fresh shuffle and fresh augmentations (the epoch
-    travels in the sampler's indices). `start_pass` lets a resumed run continue with passes
-    it has not consumed yet."""
-    owners = (getattr(loader, "sampler", None), getattr(loader.batch_sampler, "sampler", None))
-    if not any(s is sampler for s in owners):
-        # set_epoch on another sampler would replay the same shuffle on every pass.
-        raise ValueError("infinite_batches: `sampler` must be the sampler of `loader`")
-    if len(loader) == 0:
-        # An empty loader would make this generator spin forever without yielding.
-        raise ValueError("infinite_batches: the loader yields no batches (batch size > data?)")
-    p = int(start_pass)
-    while True:
-        sampler.set_epoch(p)
-        yield from loader
-        p += 1

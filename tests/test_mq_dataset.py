@@ -73,7 +73,7 @@ def test_normalised_output_equals_device_side_assembly(tiny_demo):
 
 @pytest.mark.slow
 def test_weak_model_predictions_serve_as_corruptions(tiny_demo, tmp_path):
-    from data.weak_model_corruption import train_weak_models
+    from training.train_weak_models import train_weak_models
 
     weak_dir = tmp_path / "weak"
     saved = train_weak_models(
@@ -85,7 +85,7 @@ def test_weak_model_predictions_serve_as_corruptions(tiny_demo, tmp_path):
         batch_size=4,
         num_workers=0,
     )
-    assert [p.name for p in saved] == ["weak_epoch_001.pth", "weak_epoch_002.pth"]
+    assert [p.name for p in saved] == ["weak_model_epoch_1.pth", "weak_model_epoch_2.pth"]
     with pytest.raises(FileExistsError):
         train_weak_models(tiny_demo["train"], weak_dir, image_size=64, epochs=1, save_epochs=(1,))
     ds = MQDataset.for_training(

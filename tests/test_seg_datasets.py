@@ -18,8 +18,6 @@ from data.samplers import EpochSampler, sample_rng
 from data.seg_datasets import (
     LabeledSegDataset,
     UnlabeledSegDataset,
-    infinite_batches,
-    steps_per_epoch,
 )
 
 ISIC_COLUMNS = [
@@ -289,31 +287,3 @@ def test_bad_arguments():
         UnlabeledSegDataset.from_arrays(ds.images.astype(np.float32), augment=False)
     with pytest.raises(ValueError, match="image_size"):
         LabeledSegDataset("unused.csv", 0, augment=False)
-
-
-# --------------------------------------------------------------------------------------
-# Cycling loaders (one epoch = max of the two loader lengths)
-# --------------------------------------------------------------------------------------
-
-
-def test_infinite_batches_reshuffles_every_pass():
-    ds = aligned_set(n=4, size=16)
-    sampler = EpochSampler(len(ds), shuffle=True, seed=1)
-    loader = DataLoader(ds, batch_size=2, sampler=sampler)
-    it = infinite_batches(loader, sampler, start_pass=5)
-    passes = []
-    for _ in range(3):
-        order = [i for _ in range(len(loader)) for i in next(it)["index"].tolist()]
-        assert sorted(order) == [0, 1, 2, 3]  # every pass sees every image once
-        passes.append(sampler.epoch)
-    assert passes == [5, 6, 7]
-    with pytest.raises(ValueError, match="sampler of `loader`"):
-        next(infinite_batches(loader, EpochSampler(len(ds))))
-
-
-def test_steps_per_epoch_is_the_longer_loader():
-    ds = aligned_set(n=4, size=16)
-    short = DataLoader(ds, batch_size=4)
-    long = DataLoader(ds, batch_size=1)
-    assert steps_per_epoch(short, long) == 4
-    assert steps_per_epoch(short, None) == 1

@@ -85,7 +85,7 @@ def test_resume_skips_a_finished_run_and_refuses_one_without_latest(tiny_demo, t
     ("extra", "message"),
     [
         (["--method", "nope"], "unknown method 'nope'"),
-        (["--seg_model", "unet3d"], "--seg_model 'unet3d' unknown"),
+        (["--seg_model", "unet3d"], "unknown segmentation model 'unet3d'"),
         (["--mq_checkpoint", "/no/such/gphi.pth"], "g_phi checkpoint not found"),
     ],
 )
@@ -149,11 +149,11 @@ def test_nan_loss_stops_naming_step_and_term_and_keeps_checkpoint(tiny_demo, tmp
     monkeypatch.setattr(cls, "train_step", poisoned)
     with pytest.raises(SystemExit, match=r"'loss_sup' is nan at epoch 1, step \d+"):
         train_semisup.main(ssl_args(tiny_demo, tmp_path, "supervised", name="nan"))
-    state = torch.load(tmp_path / "nan" / "latest.pth", weights_only=False)
+    state = torch.load(tmp_path / "nan" / "latest.pth", weights_only=True)
     assert state["epoch"] == 0  # the last good checkpoint is intact
     assert all(
         torch.isfinite(v).all()
-        for v in state["method"]["networks"][0].values()
+        for v in state["components"]["method"]["networks"][0].values()
         if v.is_floating_point()
     )
 

@@ -13,8 +13,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from data.augment import normalize_tensor
-from training.common import autocast
+from training.distributed import gather_by_index
 from training.metrics import segmentation_metrics
+from training.precision import autocast
 
 
 def _distributed() -> bool:
@@ -64,18 +65,10 @@ def evaluate_segmentation(
         model.train(was_training)
 
     local = {k: np.concatenate(v) for k, v in parts.items()}
-    if _distributed():
-        gathered: list = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, local)
-        gathered = [g for g in gathered if g]  # a rank with an empty shard sends {}
-        local = (
-            {k: np.concatenate([g[k] for g in gathered]) for k in gathered[0]} if gathered else {}
-        )
-    if not local:
-        raise ValueError("evaluate_segmentation: the loader yielded no batches")
-    # np.unique sorts by image index and keeps one copy of each padded duplicate.
-    _, first = np.unique(local.pop("index"), return_index=True)
-    return {k: v[first] for k, v in local.items()}
+    try:
+        return gather_by_index(local)
+    except ValueError:
+        raise ValueError("evaluate_segmentation: the loader yielded no batches") from None
 
 
 def format_summary(summary: Mapping[str, Mapping[str, float]], digits: int = 3) -> str:

@@ -35,7 +35,9 @@ from data.mq_dataset import CATEGORY_NAMES, MQDataset, quality_input
 from data.samplers import EpochSampler
 from data.vqm_generator import VQMConfig
 from models.quality_predictor import load_quality_predictor
-from training.common import make_loader, progress, resolve_device, write_json
+from training.distributed import resolve_device
+from training.engine import write_json
+from training.loaders import make_loader, progress
 from training.quality_metrics import finite_or_none, per_category, regression_metrics
 
 # g_phi is judged to ignore the image when its predictions without the right image

@@ -1,65 +1,65 @@
-"""Train the quality predictor g_phi on Variable Quality Masks (SPEC.md Phase 1).
+"""Train the quality predictor g_phi on Variable Quality Masks (docs/METHOD.md §2-§3).
 
-    python -m training.train_mq --train_csv train.csv --val_csv val.csv \
+    python training/train_mq.py --train_csv train.csv --val_csv val.csv \
         --experiment_name mq_PH2 --output_dir ./checkpoints/mq
-    torchrun --nproc_per_node 4 -m training.train_mq ...      # several GPUs (DDP)
+    torchrun --nproc_per_node 4 training/train_mq.py ...      # several GPUs (DDP)
 
-SPEC.md defaults: resnet18.a1_in1k (ImageNet weights), AdamW lr 3e-4 / wd 5e-4, batch 32,
-150 epochs, K = 50 VQMs per image per epoch (5 fixed ones per validation image),
-SmoothL1 loss, cosine annealing with warm restarts (T0 10, T_mult 2, eta_min 1e-6) stepped
-per epoch, fp16 autocast on CUDA, gradients clipped to norm 1.0 after unscaling, early stop
-on validation loss with patience 25. The run folder (OUTPUT_DIR/EXPERIMENT_NAME) receives
-args.json, summary.csv (one row per epoch), best.pth (lowest validation loss; a
-self-describing g_phi checkpoint) and latest.pth (everything needed to --resume).
+Defaults are the paper's (§3.3): resnet18.a1_in1k (ImageNet weights), AdamW lr 3e-4 / wd
+5e-4, batch 32, 150 epochs, K = 50 VQMs per image per epoch (5 fixed ones per validation
+image), SmoothL1 loss, cosine annealing with warm restarts (T0 10, T_mult 2, eta_min 1e-6)
+stepped per epoch, fp16 autocast on CUDA, gradients clipped to norm 1.0 after unscaling,
+early stop on validation loss with patience 25. The run folder (OUTPUT_DIR/EXPERIMENT_NAME)
+receives args.json, summary.csv, best.pth (lowest validation loss; a self-describing g_phi
+checkpoint, also written as best_model.pth, the release's name) and latest.pth (--resume).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import contextlib
+import sys
 import time
+from functools import partial
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from data.io import DataError, load_labeled_csv
 from data.mq_dataset import MQDataset, quality_input
 from data.samplers import EpochSampler
 from data.vqm_generator import CATEGORIES, PAPER_CATEGORY_PROBS, VQMConfig
+from data.weak_model_corruption import read_manifest
 from models.quality_predictor import (
     PAPER_BACKBONES,
     QualityPredictor,
     QualityPredictorConfig,
     quality_checkpoint,
 )
-from training.common import (
-    MIXED_PRECISION_CHOICES,
+from training.cli import TRACKING_REASON, add_bool, add_ignored
+from training.distributed import (
     DistContext,
-    NonFiniteLossError,
-    SummaryCSV,
-    all_gather_objects,
-    atomic_save,
+    barrier,
+    gather_by_index,
+    init_distributed,
+    wrap_ddp,
+)
+from training.engine import (
+    EarlyStopping,
+    Run,
+    check_loss_finite,
+    run_main,
+    seed_everything,
+)
+from training.loaders import make_loader, prime_persistent, progress
+from training.precision import (
+    MIXED_PRECISION_CHOICES,
     autocast,
     autocast_dtype,
-    barrier,
-    broadcast_object,
-    capture_rng_state,
-    check_loss_finite,
-    cleanup_distributed,
     clip_and_step,
-    init_distributed,
     make_grad_scaler,
-    make_loader,
-    prepare_run_dir,
-    progress,
-    restore_rng_state,
-    seed_everything,
-    str2bool,
-    truncate_summary,
-    unwrap,
-    write_run_record,
 )
 from training.quality_metrics import regression_metrics
 
@@ -97,15 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
     v = p.add_argument_group("VQM corruption mix (SPEC.md; must sum to 1)")
     for c in CATEGORIES:
         v.add_argument(f"--{c}_prob", type=float, default=PAPER_CATEGORY_PROBS[c])
-    v.add_argument(
+    add_bool(
+        v,
         "--scale_corruptions",
-        type=str2bool,
         default=True,
         help="scale pixel sizes of the corruptions with the image size (224 = paper)",
     )
-    v.add_argument("--use_weak_models", type=str2bool, default=False)
+    add_bool(v, "--use_weak_models", default=False, help="p_weak of the samples from weak models")
     v.add_argument(
-        "--weak_model_dir", default=None, help="folder written by data.weak_model_corruption"
+        "--weak_model_dir", default=None, help="folder written by training/train_weak_models.py"
+    )
+    v.add_argument(
+        "--weak_checkpoint_paths",
+        nargs="*",
+        default=None,
+        help="the release's form: every checkpoint of one weak-model folder (implies "
+        "--use_weak_models true --weak_model_dir FOLDER)",
     )
     v.add_argument("--weak_model_prob", type=float, default=0.05, help="p_weak")
 
@@ -116,12 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"any timm model; the paper's: {', '.join(PAPER_BACKBONES.values())}",
     )
     m.add_argument("--dropout", type=float, default=0.15)
-    m.add_argument(
-        "--pretrained",
-        type=str2bool,
-        default=True,
-        help="ImageNet weights (timm's source, or --pretrained_path)",
-    )
+    add_bool(m, "--pretrained", default=True, help="ImageNet weights (timm, or --pretrained_path)")
     m.add_argument("--pretrained_path", default=None, help="local weights file for the backbone")
     m.add_argument(
         "--init_quality",
@@ -155,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=42)
     r.add_argument("--device", default="auto", help="auto, cpu, cuda")
     r.add_argument("--resume", action="store_true", help="continue the run from latest.pth")
+    add_ignored(p, "--use_comet", TRACKING_REASON, takes_value=False)
+    add_ignored(p, "--comet_project", TRACKING_REASON, takes_value=True)
     return p
 
 
@@ -174,6 +178,9 @@ def validate_args(args: argparse.Namespace) -> VQMConfig:
     ):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name} must be >= 1, got {getattr(args, name)}")
+    if args.weak_checkpoint_paths:
+        args.weak_model_dir = str(weak_folder_of(args.weak_checkpoint_paths))
+        args.use_weak_models = True
     if args.use_weak_models and not args.weak_model_dir:
         raise SystemExit("error: --use_weak_models needs --weak_model_dir")
     if not args.use_weak_models:
@@ -184,6 +191,35 @@ def validate_args(args: argparse.Namespace) -> VQMConfig:
         except DataError as exc:
             raise SystemExit(f"error: --test_csv: {exc}") from None
     return config
+
+
+def weak_folder_of(paths: list[str]) -> Path:
+    """The weak-model folder whose checkpoints `paths` lists (all of them, as the release's
+    train_mq.sh passes them)."""
+    folders = {Path(p).resolve().parent for p in paths}
+    if len(folders) != 1:
+        raise SystemExit(f"error: --weak_checkpoint_paths spans several folders: {sorted(folders)}")
+    folder = folders.pop()
+    try:
+        listed = set(read_manifest(folder)["checkpoints"])
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: --weak_checkpoint_paths: {exc}") from None
+    given = {Path(p).name for p in paths}
+    if given != listed:
+        raise SystemExit(
+            f"error: --weak_checkpoint_paths names {sorted(given)}, but {folder} holds "
+            f"{sorted(listed)}; pass all of them, or --weak_model_dir {folder}"
+        )
+    return folder
+
+
+def link_release_name(run_dir: Path) -> None:
+    """best_model.pth, the file the release's test_mq.sh and MQ_CHECKPOINT name, is a link
+    to best.pth (where links cannot be made, pass best.pth)."""
+    alias = run_dir / "best_model.pth"
+    if not alias.is_symlink():
+        with contextlib.suppress(OSError):
+            alias.symlink_to("best.pth")
 
 
 def build_scheduler(args, optimizer, steps_per_epoch: int):
@@ -228,28 +264,17 @@ def predict(
         parts["category"].append(np.asarray(batch["category"]))
         parts["sample"].append(np.asarray(batch["sample"]))
     model.train(was_training)
-    local = {k: np.concatenate(v) if v else np.empty(0) for k, v in parts.items()}
-    gathered = all_gather_objects(local, ctx)
-    merged = {k: np.concatenate([g[k] for g in gathered]) for k in local}
-    _, first = np.unique(merged["sample"], return_index=True)
-    return {k: v[first] for k, v in merged.items()}
+    local = {k: np.concatenate(v) for k, v in parts.items() if v}
+    merged = gather_by_index({**local, "index": local["sample"]} if local else {})
+    return merged
 
 
 def train(args: argparse.Namespace, ctx: DistContext) -> Path:
     vqm_config = validate_args(args)
-    run_dir = Path(args.output_dir) / args.experiment_name
-    error = None
+    run = Run(ctx, args.output_dir, args.experiment_name, args.resume)
     if ctx.is_main:
-        try:
-            prepare_run_dir(args.output_dir, args.experiment_name, args.resume)
-        except RuntimeError as exc:
-            error = str(exc)
-    error = broadcast_object(error, ctx)
-    if error:
-        raise SystemExit(f"error: {error}")
-
+        link_release_name(run.dir)
     seed_everything(args.seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     train_set = MQDataset.for_training(
         args.train_csv,
         args.image_size,
@@ -284,38 +309,21 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
     model_config = QualityPredictorConfig(
         backbone=args.backbone, dropout=args.dropout, init_quality=args.init_quality
     )
-    model = QualityPredictor(model_config, args.pretrained, args.pretrained_path).to(ctx.device)
+    bare = QualityPredictor(model_config, args.pretrained, args.pretrained_path).to(ctx.device)
     if ctx.device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    if ctx.distributed:
-        model = DistributedDataParallel(
-            model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None
-        )
+        bare = bare.to(memory_format=torch.channels_last)
+    model = wrap_ddp(bare, ctx)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler, per_batch = build_scheduler(args, optimizer, len(train_loader))
     amp_dtype = autocast_dtype(args.mixed_precision, ctx.device)
     scaler = make_grad_scaler(ctx.device, amp_dtype)
     loss_fn = LOSSES[args.loss_func]()
-
-    start_epoch, best_val, best_epoch, bad_epochs = 0, math.inf, -1, 0
-    if args.resume and (run_dir / "latest.pth").exists():
-        state = torch.load(run_dir / "latest.pth", map_location=ctx.device, weights_only=False)
-        unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch = state["epoch"] + 1
-        best_val, best_epoch, bad_epochs = (
-            state["best_val"],
-            state["best_epoch"],
-            state["bad_epochs"],
-        )
-        restore_rng_state(state["rng"])
-        if bad_epochs >= args.patience:
-            start_epoch = args.epochs  # it had stopped early: train no further
-        if ctx.is_main:
-            truncate_summary(run_dir / "summary.csv", state["epoch"])
-            print(f"resuming {run_dir} at epoch {start_epoch + 1}")
+    stopper = EarlyStopping(args.patience, mode="min")
+    components = {"model": bare, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    point = run.resume(stopper, **components)
+    if point is not None:
+        prime_persistent(train_loader, val_loader)
+    run.restore_rng(point)
 
     settings = {
         "image_size": args.image_size,
@@ -328,25 +336,17 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
         "seed": args.seed,
         "weak_model_prob": args.weak_model_prob,
     }
-    summary = None
+    run.write_record(args, train_images=len(train_set.images), val_images=len(val_set.images))
     if ctx.is_main:
-        write_run_record(
-            run_dir,
-            vars(args),
-            world_size=ctx.world_size,
-            train_images=len(train_set.images),
-            val_images=len(val_set.images),
-        )
-        summary = SummaryCSV(run_dir / "summary.csv")
         print(
             f"g_phi {args.backbone}: {len(train_set.images)} train images x "
             f"K={args.samples_per_image} = {len(train_set)} samples/epoch; "
             f"{len(val_set)} fixed validation VQMs; "
-            f"device {ctx.device} x {ctx.world_size}; run folder {run_dir}",
+            f"device {ctx.device} x {ctx.world_size}; run folder {run.dir}",
             flush=True,
         )
 
-    for epoch in range(start_epoch, args.epochs):
+    for epoch in range(point.epoch if point else 0, args.epochs):
         t0 = time.time()
         train_sampler.set_epoch(epoch)
         model.train()
@@ -382,83 +382,56 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
         val_loss = float(loss_fn(torch.from_numpy(val["pred"]), torch.from_numpy(val["true"])))
         vm = regression_metrics(val["pred"], val["true"])
         train_loss = total / max(1, count)
-        improved = val_loss < best_val
-        if improved:
-            best_val, best_epoch, bad_epochs = val_loss, epoch, 0
-        else:
-            bad_epochs += 1
+        improved = stopper.update(val_loss, epoch)
+        val_metrics = {"loss": val_loss, **{k: float(vm[k]) for k in ("mae", "mse", "pearson")}}
+        run.end_epoch(
+            epoch,
+            {
+                "epoch": epoch,
+                "lr": lr,
+                "train_loss": train_loss,
+                "train_mae": abs_err / max(1, count),
+                "val_loss": val_loss,
+                "val_mae": vm["mae"],
+                "val_mse": vm["mse"],
+                "val_pearson": vm["pearson"],
+                "val_spearman": vm["spearman"],
+                "val_mean_pred": vm["mean_pred"],
+                "best_epoch": stopper.best_epoch,
+                "seconds": time.time() - t0,
+            },
+            stopper,
+            best=partial(
+                quality_checkpoint, bare, **settings, epoch=epoch, val_metrics=val_metrics
+            ),
+            **components,
+        )
         if ctx.is_main:
-            ckpt = quality_checkpoint(
-                unwrap(model),
-                **settings,
-                epoch=epoch,
-                val_metrics={"loss": val_loss, **{k: vm[k] for k in ("mae", "mse", "pearson")}},
-            )
-            if improved:
-                atomic_save(ckpt, run_dir / "best.pth")
-            atomic_save(
-                {
-                    "model": unwrap(model).state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch,
-                    "best_val": best_val,
-                    "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs,
-                    "rng": capture_rng_state(),
-                    "g_phi": ckpt,
-                },
-                run_dir / "latest.pth",
-            )
-            summary.append(
-                {
-                    "epoch": epoch,
-                    "lr": lr,
-                    "train_loss": train_loss,
-                    "train_mae": abs_err / max(1, count),
-                    "val_loss": val_loss,
-                    "val_mae": vm["mae"],
-                    "val_mse": vm["mse"],
-                    "val_pearson": vm["pearson"],
-                    "val_spearman": vm["spearman"],
-                    "val_mean_pred": vm["mean_pred"],
-                    "best_epoch": best_epoch,
-                    "seconds": time.time() - t0,
-                }
-            )
             print(
                 f"epoch {epoch + 1}/{args.epochs}: train loss {train_loss:.4f} | val loss "
                 f"{val_loss:.4f} MAE {vm['mae']:.4f} Pearson {vm['pearson']:.3f}"
                 f"{' *' if improved else ''} | {time.time() - t0:.0f}s",
                 flush=True,
             )
-        if bad_epochs >= args.patience:
+        if stopper.stop:
             if ctx.is_main:
                 print(
                     f"early stop: no validation improvement for {args.patience} epochs "
-                    f"(best epoch {best_epoch + 1})"
+                    f"(best epoch {stopper.best_epoch + 1})"
                 )
             break
     barrier(ctx)
     if ctx.is_main:
         print(
-            f"best validation loss {best_val:.4f} at epoch {best_epoch + 1}; "
-            f"g_phi checkpoint: {run_dir / 'best.pth'}"
+            f"best validation loss {stopper.best:.4f} at epoch {stopper.best_epoch + 1}; "
+            f"g_phi checkpoint: {run.best}"
         )
-    return run_dir
+    return run.dir
 
 
 def main(argv: list[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
-    ctx = init_distributed(args.device)
-    try:
-        return train(args, ctx)
-    except (NonFiniteLossError, DataError, FileNotFoundError, ValueError) as exc:
-        # Bad input or settings (named in the message), or a NaN loss: no traceback needed.
-        raise SystemExit(f"error: {exc}") from None
-    finally:
-        cleanup_distributed()
+    return run_main(lambda: train(args, init_distributed(args.device)))
 
 
 if __name__ == "__main__":

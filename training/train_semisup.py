@@ -1,77 +1,80 @@
-"""Semi-supervised training of f_theta with any registered method (SPEC.md Phase 2).
+"""Semi-supervised training of f_theta with any registered method (docs/METHOD.md §4-§7).
 
-    python -m training.train_semisup --method ours_qar --seg_model unetpp \
+    python training/train_semisup.py --method ours_qar --seg_model unetpp \
         --labeled_train_csv train.csv --labeled_val_csv val.csv --labeled_test_csv test.csv \
         --unlabeled_csv train_subset_5k.csv --mq_checkpoint ./checkpoints/mq/mq_PH2/best.pth \
         --experiment_name QAR_PH2_UP --output_dir ./checkpoints/methods/PH2
-    torchrun --nproc_per_node 4 -m training.train_semisup ...     # several GPUs (DDP)
+    torchrun --nproc_per_node 4 training/train_semisup.py ...     # several GPUs (DDP)
 
-The one loop of every method: AdamW (lr 1e-4, wd 1e-4), cosine annealing over the epochs
-(eta_min 1e-6) stepped after each epoch, fp16 autocast on CUDA, gradients unscaled then
-clipped to norm 1.0, the method's lambda(t) schedule (0 during warm-up, then a linear
-ramp), an epoch of max(len(labeled loader), len(unlabeled loader)) iterations with the
-shorter loader cycling, validation Dice each epoch, best-on-validation model selection,
-early stopping (patience 30), and a single test of the selected model at the end.
+The one loop of every method (§4.2): AdamW (lr 1e-4, wd 1e-4), cosine annealing over the
+epochs (eta_min 1e-6) stepped after each epoch, fp16 autocast on CUDA, gradients unscaled
+then clipped to norm 1.0, the method's lambda(t) schedule (§4.3), an epoch of
+max(len(labeled loader), len(unlabeled loader)) iterations with the shorter loader cycling,
+validation Dice each epoch, best-on-validation model selection, early stopping (patience
+30), and a single test of the selected model at the end (§4.6).
 
 The run folder (OUTPUT_DIR/EXPERIMENT_NAME) receives args.json, summary.csv (one row per
 epoch: every loss term, lambda, mean predicted quality, fraction of samples kept by the
 weight threshold, validation metrics), best.pth, latest.pth (for --resume) and
 results.json (test mean +- std per metric). Method-specific flags belong to the method:
-`python -m training.train_semisup --method ua_mt --help` lists them.
+`python training/train_semisup.py --method ua_mt --help` lists them.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import sys
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 
-import training.methods  # noqa: F401  (registers every method)
 from data.augment import normalize_tensor
-from data.io import DataError, load_unlabeled_csv
+from data.io import load_unlabeled_csv
 from data.samplers import EpochSampler
-from data.seg_datasets import (
-    LabeledSegDataset,
-    UnlabeledSegDataset,
-    infinite_batches,
-    steps_per_epoch,
+from data.seg_datasets import LabeledSegDataset, UnlabeledSegDataset
+from models.seg_models import (
+    SEG_MODELS,
+    check_seg_model_args,
+    create_seg_model,
+    seg_model_acronym,
 )
-from models.seg_models import SEG_MODEL_ACRONYMS, SEG_MODELS, create_seg_model
-from training.common import (
-    MIXED_PRECISION_CHOICES,
+from training.cli import TRACKING_REASON, add_ignored
+from training.distributed import (
     DistContext,
-    NonFiniteLossError,
-    SummaryCSV,
-    atomic_save,
-    autocast,
-    autocast_dtype,
     barrier,
-    broadcast_object,
-    capture_rng_state,
-    check_loss_finite,
-    cleanup_distributed,
-    clip_and_step,
     init_distributed,
-    make_grad_scaler,
-    make_loader,
-    prepare_run_dir,
-    progress,
     reduce_mean,
-    restore_rng_state,
+    wrap_ddp,
+)
+from training.engine import (
+    EarlyStopping,
+    Run,
+    check_loss_finite,
+    load_checkpoint,
+    plain,
+    run_main,
     seed_everything,
-    truncate_summary,
     write_json,
-    write_run_record,
 )
 from training.eval_utils import evaluate_segmentation, format_summary
-from training.methods.base import METHODS, Batch, FeatureNet, SSLMethod, StepInfo, get_method
+from training.loaders import BatchStream, make_loader, prime_persistent, progress, steps_per_epoch
+from training.methods import METHODS, Batch, FeatureNet, SSLMethod, StepInfo, get_method
 from training.methods.quality import QualityScorer
 from training.metrics import summarize
+from training.precision import (
+    MIXED_PRECISION_CHOICES,
+    autocast,
+    autocast_dtype,
+    clip_and_step,
+    make_grad_scaler,
+)
 from training.schedulers import LambdaSchedule, cosine_lr_scheduler
 
 SELECTION_METRIC = "dice"
@@ -98,7 +101,12 @@ def build_parser(method: type[SSLMethod] | None = None) -> argparse.ArgumentPars
 
     m = p.add_argument_group("model")
     m.add_argument("--seg_model", default="unetpp", help=f"one of {list(SEG_MODELS)}")
-    m.add_argument("--encoder", default="resnet34", help="smp encoder (U-Net++, Attention U-Net)")
+    m.add_argument(
+        "--encoder",
+        "--seg_encoder",
+        default="resnet34",
+        help="smp encoder, or tu-<timm name> (U-Net++, Attention U-Net)",
+    )
     m.add_argument("--encoder_weights", default="imagenet", help="imagenet or none")
     m.add_argument(
         "--swin_pretrained_path",
@@ -162,6 +170,8 @@ def build_parser(method: type[SSLMethod] | None = None) -> argparse.ArgumentPars
         help="keep latest.pth (optimiser, EMA, RNG state) after the run has finished; by "
         "default it is removed once results.json is written, as it only serves resuming",
     )
+    add_ignored(p, "--use_comet", TRACKING_REASON, takes_value=False)
+    add_ignored(p, "--comet_project", TRACKING_REASON, takes_value=True)
     if method is not None:
         method.add_arguments(p.add_argument_group(f"{method.name} ({method.acronym})"))
     return p
@@ -183,13 +193,26 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, type[
     return args, method
 
 
+def seg_model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The network's arguments from the flags; models.seg_models refuses one set for a
+    model that does not take it."""
+    return {
+        "encoder": args.encoder,
+        "encoder_weights": args.encoder_weights,
+        "image_size": args.image_size,
+        "swin_pretrained_path": args.swin_pretrained_path,
+        "decoder_channels": tuple(args.decoder_channels) if args.decoder_channels else None,
+        "decoder_depths": tuple(args.swin_decoder_depths) if args.swin_decoder_depths else None,
+    }
+
+
 def validate(args: argparse.Namespace, method: type[SSLMethod]) -> None:
     """Everything that can be checked before data are read or networks built."""
     problems = []
-    if args.seg_model.lower() not in SEG_MODELS and args.seg_model.upper() not in (
-        v.upper() for v in SEG_MODEL_ACRONYMS.values()
-    ):
-        problems.append(f"--seg_model {args.seg_model!r} unknown; valid: {list(SEG_MODELS)}")
+    try:
+        check_seg_model_args(args.seg_model, **seg_model_kwargs(args))
+    except ValueError as exc:
+        problems.append(f"--seg_model {args.seg_model}: {exc}")
     if method.needs_unlabeled and not args.unlabeled_csv:
         problems.append(f"{method.name} needs --unlabeled_csv")
     if method.uses_quality and not args.mq_checkpoint:
@@ -197,15 +220,6 @@ def validate(args: argparse.Namespace, method: type[SSLMethod]) -> None:
     for name in ("epochs", "batch_size_labeled", "batch_size_unlabeled", "image_size"):
         if getattr(args, name) < 1:
             problems.append(f"--{name} must be >= 1")
-    swin = args.seg_model.lower() in ("swinunet", "su")
-    weights = str(args.encoder_weights).lower() not in ("none", "", "null")
-    if (
-        swin
-        and weights
-        and args.swin_pretrained_path
-        and not Path(args.swin_pretrained_path).is_file()
-    ):
-        problems.append(f"--swin_pretrained_path {args.swin_pretrained_path} does not exist")
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
 
@@ -231,29 +245,13 @@ class _Meter:
 def build_networks(args, method: type[SSLMethod], ctx: DistContext) -> list[torch.nn.Module]:
     """The method's networks (CPS: two, with different init seeds), wrapped for DDP."""
     nets = []
-    extra = {}
-    if args.decoder_channels and args.seg_model.lower() not in ("swinunet", "su"):
-        extra["decoder_channels"] = tuple(args.decoder_channels)
-    if args.swin_decoder_depths and args.seg_model.lower() in ("swinunet", "su"):
-        extra["decoder_depths"] = tuple(args.swin_decoder_depths)
     for k in range(method.num_networks):
         torch.manual_seed(args.seed + 1000 * k)
-        net = create_seg_model(
-            args.seg_model,
-            encoder=args.encoder,
-            encoder_weights=args.encoder_weights,
-            image_size=args.image_size,
-            swin_pretrained_path=args.swin_pretrained_path,
-            **extra,
-        )
+        net = create_seg_model(args.seg_model, **seg_model_kwargs(args))
         # Channels-last on every device: tensor cores on CUDA, and oneDNN's convolutions on
         # a CPU (U-Net++ forward + backward 9% faster at 64 px).
         net = FeatureNet(net).to(ctx.device, memory_format=torch.channels_last)
-        if ctx.distributed:
-            net = DistributedDataParallel(
-                net, device_ids=[ctx.device] if ctx.device.type == "cuda" else None
-            )
-        nets.append(net)
+        nets.append(wrap_ddp(net, ctx))
     return nets
 
 
@@ -262,9 +260,18 @@ def to_device_images(images: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def eval_loader(csv_path: str, args: argparse.Namespace, ctx: DistContext) -> DataLoader:
+    """A validation or test loader: cached images, no augmentation, sharded across ranks."""
+    dataset = LabeledSegDataset(
+        csv_path, args.image_size, augment=False, num_threads=args.cache_threads
+    )
+    sampler = EpochSampler(len(dataset), False, 0, ctx.rank, ctx.world_size)
+    return make_loader(dataset, sampler, args.batch_size_labeled, args.num_workers, ctx.device)
+
+
 def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContext) -> Path:
     validate(args, method_cls)
-    model_acr = SEG_MODEL_ACRONYMS.get(args.seg_model.lower(), args.seg_model.upper())
+    model_acr = seg_model_acronym(args.seg_model)
     if not args.experiment_name:
         args.experiment_name = (
             f"{method_cls.acronym}_{args.dataset or 'data'}_{model_acr}_seed{args.seed}"
@@ -279,15 +286,7 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
     quality = None
     if method_cls.uses_quality:
         quality = QualityScorer(args.mq_checkpoint, ctx.device, args.image_size, args.mq_resize)
-    error = None
-    if ctx.is_main:
-        try:
-            prepare_run_dir(args.output_dir, args.experiment_name, args.resume)
-        except RuntimeError as exc:
-            error = str(exc)
-    error = broadcast_object(error, ctx)
-    if error:
-        raise SystemExit(f"error: {error}")
+    run = Run(ctx, args.output_dir, args.experiment_name, args.resume)
     seed_everything(args.seed)
 
     labeled = LabeledSegDataset(
@@ -297,19 +296,6 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
         seed=args.seed,
         num_threads=args.cache_threads,
     )
-    val_set = LabeledSegDataset(
-        args.labeled_val_csv, args.image_size, augment=False, num_threads=args.cache_threads
-    )
-    unlabeled = None
-    if method_cls.needs_unlabeled:
-        unlabeled = UnlabeledSegDataset(
-            args.unlabeled_csv,
-            args.image_size,
-            augment=True,
-            seed=args.seed + 1,
-            num_threads=args.cache_threads,
-        )
-
     l_sampler = EpochSampler(len(labeled), True, args.seed, ctx.rank, ctx.world_size)
     l_loader = make_loader(
         labeled,
@@ -319,15 +305,16 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
         ctx.device,
         drop_last=len(l_sampler) >= args.batch_size_labeled,
     )
-    val_loader = make_loader(
-        val_set,
-        EpochSampler(len(val_set), False, 0, ctx.rank, ctx.world_size),
-        args.batch_size_labeled,
-        args.num_workers,
-        ctx.device,
-    )
-    u_sampler = u_loader = None
-    if unlabeled is not None:
+    val_loader = eval_loader(args.labeled_val_csv, args, ctx)
+    unlabeled = u_sampler = u_loader = None
+    if method_cls.needs_unlabeled:
+        unlabeled = UnlabeledSegDataset(
+            args.unlabeled_csv,
+            args.image_size,
+            augment=True,
+            seed=args.seed + 1,
+            num_threads=args.cache_threads,
+        )
         u_sampler = EpochSampler(len(unlabeled), True, args.seed + 1, ctx.rank, ctx.world_size)
         u_loader = make_loader(
             unlabeled,
@@ -339,9 +326,9 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
         )
     steps = steps_per_epoch(l_loader, u_loader)
     if unlabeled is None and args.unlabeled_csv:
-        # SUP given D_U: the epoch still spans max(labeled, unlabeled) batches (SPEC.md's
-        # epoch), counted from the CSV without loading its images, so that SUP gets as
-        # many updates as every SSL method it is compared with.
+        # SUP given D_U: the epoch still spans max(labeled, unlabeled) batches (§4.2),
+        # counted from the CSV without loading its images, so that SUP gets as many updates
+        # as every SSL method it is compared with.
         n_u = len(
             EpochSampler(
                 len(load_unlabeled_csv(args.unlabeled_csv)), True, 0, ctx.rank, ctx.world_size
@@ -363,56 +350,40 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
         args.lambda_rampup,
         shape=args.lambda_shape,
     )
+    stopper = EarlyStopping(args.patience, mode="max")
+    components = {"method": method, "optimizer": optimizer, "scheduler": scheduler}
+    components["scaler"] = scaler
+    point = run.resume(stopper, **components)
+    step = point.step if point else 0
+    l_stream = BatchStream(l_loader, l_sampler, step)
+    u_stream = BatchStream(u_loader, u_sampler, step) if u_loader is not None else None
+    if point is not None:
+        # The loaders the interrupted run had open are opened again before its RNG state
+        # comes back (opening one draws from the global RNG): the resumed run is exact.
+        for stream in (l_stream, u_stream):
+            if stream is not None:
+                stream.prime()
+        prime_persistent(val_loader)
+    run.restore_rng(point)
 
-    start_epoch, best, best_epoch, bad_epochs, step = 0, -math.inf, -1, 0, 0
-    if args.resume and (run_dir / "latest.pth").exists():
-        state = torch.load(run_dir / "latest.pth", map_location=ctx.device, weights_only=False)
-        method.load_state_dict(state["method"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, step = state["epoch"] + 1, state["step"]
-        best, best_epoch, bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
-        restore_rng_state(state["rng"])
-        if bad_epochs >= args.patience:
-            start_epoch = args.epochs  # it had stopped early: only the test is left
-        if ctx.is_main:
-            truncate_summary(run_dir / "summary.csv", state["epoch"])
-            print(f"resuming {run_dir} at epoch {start_epoch + 1}", flush=True)
-
-    summary = None
+    run.write_record(
+        args,
+        labeled_images=len(labeled),
+        val_images=len(val_loader.dataset),
+        unlabeled_images=len(unlabeled) if unlabeled is not None else 0,
+        steps_per_epoch=steps,
+    )
     if ctx.is_main:
-        write_run_record(
-            run_dir,
-            vars(args),
-            world_size=ctx.world_size,
-            labeled_images=len(labeled),
-            val_images=len(val_set),
-            unlabeled_images=len(unlabeled) if unlabeled is not None else 0,
-            steps_per_epoch=steps,
-        )
-        summary = SummaryCSV(run_dir / "summary.csv")
         u_text = f", {len(unlabeled)} unlabeled" if unlabeled is not None else ""
         print(
             f"{method_cls.acronym} on {args.seg_model} ({model_acr}): {len(labeled)} labeled"
             f"{u_text}; {steps} steps/epoch; lambda {args.lambda_initial}->{args.lambda_final}"
             f" (warm-up {args.lambda_warmup}, ramp {args.lambda_rampup}); device "
-            f"{ctx.device} x {ctx.world_size}; run folder {run_dir}",
+            f"{ctx.device} x {ctx.world_size}; run folder {run.dir}",
             flush=True,
         )
 
-    # On resume, continue with fresh shuffles: past the passes already consumed.
-    def first_pass(loader) -> int:
-        return 0 if step == 0 else step // len(loader) + 1
-
-    l_iter = infinite_batches(l_loader, l_sampler, first_pass(l_loader))
-    u_iter = (
-        infinite_batches(u_loader, u_sampler, first_pass(u_loader))
-        if u_loader is not None
-        else None
-    )
-    lam_final = args.lambda_final if args.lambda_final else 1.0
-    for epoch in range(start_epoch, args.epochs):
+    for epoch in range(point.epoch if point else 0, args.epochs):
         t0 = time.time()
         for net in networks:
             net.train()
@@ -420,8 +391,8 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
         lr = optimizer.param_groups[0]["lr"]
         bar = progress(range(steps), desc=f"epoch {epoch + 1}/{args.epochs}", enabled=ctx.is_main)
         for i in bar:
-            lb = next(l_iter)
-            x_u = to_device_images(next(u_iter)["image"], ctx) if u_iter is not None else None
+            lb = next(l_stream)
+            x_u = to_device_images(next(u_stream)["image"], ctx) if u_stream else None
             batch = Batch(
                 to_device_images(lb["image"], ctx),
                 lb["mask"].to(ctx.device, non_blocking=True).float(),
@@ -429,9 +400,7 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             )
             epoch_f = epoch + i / steps
             lam = lam_schedule(epoch_f)
-            info = StepInfo(
-                step=step, epoch=epoch_f, lam=lam, ramp=min(1.0, max(0.0, lam / lam_final))
-            )
+            info = StepInfo(step=step, epoch=epoch_f, lam=lam, ramp=lam_schedule.progress(epoch_f))
             with autocast(ctx.device, amp_dtype):
                 loss, logs = method.train_step(batch, info)
             check_loss_finite(loss, logs, epoch, step, ctx)
@@ -441,79 +410,47 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             meter.add({"loss": loss.detach(), **logs, "lambda": lam})
             if ctx.is_main and i % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}", lam=f"{lam:.3g}", refresh=False)
-        scheduler.step()  # after the epoch (the release's step(epoch) kept epoch 2 at peak)
+        scheduler.step()  # once after each epoch, without an argument (§9: no off-by-one)
 
-        per_image = evaluate_segmentation(method.eval_model(), val_loader, ctx.device, amp_dtype)
-        val = summarize(per_image)
+        val = summarize(
+            evaluate_segmentation(method.eval_model(), val_loader, ctx.device, amp_dtype)
+        )
         score = val[SELECTION_METRIC]["mean"]
-        improved = score > best
-        if improved:
-            best, best_epoch, bad_epochs = score, epoch, 0
-        else:
-            bad_epochs += 1
+        improved = stopper.update(score, epoch)
         means = {k: reduce_mean(v, ctx) for k, v in meter.means().items()}
+        run.end_epoch(
+            epoch,
+            {
+                "epoch": epoch,
+                "lr": lr,
+                **means,
+                **{f"val_{k}": v["mean"] for k, v in val.items()},
+                "best_epoch": stopper.best_epoch,
+                "seconds": time.time() - t0,
+            },
+            stopper,
+            step=step,
+            best=partial(best_checkpoint, method, epoch, val, args),
+            **components,
+        )
         if ctx.is_main:
-            if improved:
-                atomic_save(
-                    {
-                        "model": method.eval_model().state_dict(),
-                        "epoch": epoch,
-                        "val": val,
-                        "args": vars(args),
-                    },
-                    run_dir / "best.pth",
-                )
-            atomic_save(
-                {
-                    "method": method.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch,
-                    "step": step,
-                    "best": best,
-                    "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs,
-                    "rng": capture_rng_state(),
-                },
-                run_dir / "latest.pth",
-            )
-            summary.append(
-                {
-                    "epoch": epoch,
-                    "lr": lr,
-                    **means,
-                    **{f"val_{k}": v["mean"] for k, v in val.items()},
-                    "best_epoch": best_epoch,
-                    "seconds": time.time() - t0,
-                }
-            )
             terms = "  ".join(f"{k} {v:.4f}" for k, v in means.items() if k.startswith("loss"))
             print(
                 f"epoch {epoch + 1}/{args.epochs}: {terms}  lambda {means['lambda']:.4g} | val "
                 f"dice {score:.4f}{' *' if improved else ''} | {time.time() - t0:.0f}s",
                 flush=True,
             )
-        if bad_epochs >= args.patience:
+        if stopper.stop:
             if ctx.is_main:
                 print(f"early stop: no validation improvement for {args.patience} epochs")
             break
 
     # The single test of the selected model.
     barrier(ctx)
-    best_state = torch.load(run_dir / "best.pth", map_location=ctx.device, weights_only=False)
+    best_state = load_checkpoint(run.best, map_location=ctx.device)
     model = method.eval_model()
     model.load_state_dict(best_state["model"])
-    test_set = LabeledSegDataset(
-        args.labeled_test_csv, args.image_size, augment=False, num_threads=args.cache_threads
-    )
-    test_loader = make_loader(
-        test_set,
-        EpochSampler(len(test_set), False, 0, ctx.rank, ctx.world_size),
-        args.batch_size_labeled,
-        args.num_workers,
-        ctx.device,
-    )
+    test_loader = eval_loader(args.labeled_test_csv, args, ctx)
     test = summarize(evaluate_segmentation(model, test_loader, ctx.device, amp_dtype))
     if ctx.is_main:
         results = {
@@ -524,32 +461,38 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             "dataset": args.dataset,
             "seed": args.seed,
             "experiment_name": args.experiment_name,
-            "best_epoch": best_epoch,
+            "best_epoch": stopper.best_epoch,
             "val": best_state["val"],
             "test": test,
-            "num_test_images": len(test_set),
+            "num_test_images": len(test_loader.dataset),
         }
-        write_json(results, run_dir / "results.json")
+        write_json(results, run.dir / "results.json")
         if not args.keep_latest:
             # Only resuming needs it (optimiser, EMA, RNG): hundreds of MB per finished run.
-            (run_dir / "latest.pth").unlink(missing_ok=True)
+            run.latest.unlink(missing_ok=True)
         print(
-            f"test ({len(test_set)} images, best epoch {best_epoch + 1}): {format_summary(test)}",
+            f"test ({len(test_loader.dataset)} images, best epoch {stopper.best_epoch + 1}): "
+            f"{format_summary(test)}",
             flush=True,
         )
-    return run_dir
+    return run.dir
+
+
+def best_checkpoint(
+    method: SSLMethod, epoch: int, val: dict, args: argparse.Namespace
+) -> dict[str, Any]:
+    """best.pth: the selected network's weights, its epoch and validation scores, settings."""
+    return {
+        "model": method.eval_model().state_dict(),
+        "epoch": epoch,
+        "val": plain(val),
+        "args": plain(vars(args)),
+    }
 
 
 def main(argv: list[str] | None = None) -> Path:
     args, method = parse_args(argv)
-    ctx = init_distributed(args.device)
-    try:
-        return train(args, method, ctx)
-    except (NonFiniteLossError, DataError, FileNotFoundError, ValueError) as exc:
-        # Bad input or settings (named in the message), or a NaN loss: no traceback needed.
-        raise SystemExit(f"error: {exc}") from None
-    finally:
-        cleanup_distributed()
+    return run_main(lambda: train(args, method, init_distributed(args.device)))
 
 
 if __name__ == "__main__":

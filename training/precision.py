@@ -1,0 +1,55 @@
+"""Mixed precision and the optimiser step shared by every training script."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import torch
+
+MIXED_PRECISION_CHOICES = ("fp16", "bf16", "no")
+
+
+def autocast_dtype(mixed_precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a --mixed_precision setting on a device (None: full precision).
+
+    fp16 autocast is a CUDA feature; on a CPU the run falls back to full precision.
+    """
+    if mixed_precision not in MIXED_PRECISION_CHOICES:
+        raise ValueError(
+            f"--mixed_precision must be one of {MIXED_PRECISION_CHOICES}, got {mixed_precision!r}"
+        )
+    if mixed_precision == "no" or (mixed_precision == "fp16" and device.type != "cuda"):
+        return None
+    return torch.float16 if mixed_precision == "fp16" else torch.bfloat16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler:
+    """A loss scaler for fp16 (disabled, a no-op, otherwise)."""
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+
+def clip_and_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    params: Any,
+    grad_clip: float,
+) -> float:
+    """Backward, unscale, clip, step: gradients are clipped in true units, not while still
+    multiplied by the fp16 loss scale (docs/METHOD.md §9). Returns the grad norm."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    norm = float("nan")
+    if grad_clip and grad_clip > 0:
+        norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+    scaler.step(optimizer)
+    scaler.update()
+    return norm
