@@ -1,7 +1,9 @@
-"""Semi-supervised methods (SPEC.md Phase 2). Importing the package registers all fourteen.
+"""Semi-supervised methods (docs/METHOD.md §5-§7). Importing the package registers all.
 
-Look one up with `training.methods.base.get_method(name_or_acronym)`; `METHODS` maps the
-release's names to classes:
+`METHODS` maps each method's name (the release's) to its class, in the row order of the
+paper's tables; `get_method(name_or_acronym)` looks one up. Each class carries its name,
+acronym, table row, whether it needs g_phi and D_U, its lambda defaults and its own flags:
+`python -m training.methods --list` prints that table for scripts.
 
 | name | acronym | module |
 |---|---|---|
@@ -14,19 +16,22 @@ release's names to classes:
 | ours_qar, ours_pl_qw | QAR, PL-QW | ours |
 """
 
-# Registration order is the listing order (--help, errors, tests): the paper's methods,
-# then the baselines in the order of SPEC.md's table. (ours must come first anyway: the
-# -QW baselines import its shared flags, and importing a module registers its methods.)
-# isort: off
-from training.methods import ours  # noqa: F401 - imported to register
-from training.methods import supervised  # noqa: F401
-from training.methods import pseudo_label  # noqa: F401
-from training.methods import mean_teacher  # noqa: F401
-from training.methods import ict  # noqa: F401
-from training.methods import cps  # noqa: F401
-from training.methods import contrastive  # noqa: F401
+from training.methods import (  # noqa: F401 - imported to register their methods
+    contrastive,
+    cps,
+    ict,
+    mean_teacher,
+    ours,
+    pseudo_label,
+    supervised,
+)
+from training.methods.base import (
+    METHODS,
+    Batch,
+    FeatureNet,
+    SSLMethod,
+    StepInfo,
+    get_method,
+)
 
-# isort: on
-from training.methods.base import METHODS, SSLMethod, get_method
-
-__all__ = ["METHODS", "SSLMethod", "get_method"]
+__all__ = ["METHODS", "Batch", "FeatureNet", "SSLMethod", "StepInfo", "get_method"]

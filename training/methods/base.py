@@ -28,9 +28,30 @@ from torch import nn
 from models.ema import EMATeacher
 from training.losses import dice_ce_loss
 
-# Lambda schedule defaults (initial, final, warmup epochs, ramp-up epochs), SPEC.md.
+# Lambda schedule defaults (initial, final, warmup epochs, ramp-up epochs), docs/METHOD.md §4.3.
 BASELINE_LAMBDA = (0.0, 0.25, 15, 30)
 QAR_LAMBDA = (0.0, 0.01, 30, 40)
+
+# The release's train_SSL_methods.sh variables, by the flag they set (a method takes those
+# of its flags that appear here; a few methods read another variable for a flag).
+SCRIPT_VARIABLES = {
+    "--confidence_threshold": "CONFIDENCE_THRESHOLD_PSEUDO",
+    "--confidence_temperature": "CONFIDENCE_TEMPERATURE_PSEUDO_SR",
+    "--consistency_type": "CONSISTENCY_TYPE",
+    "--ict_alpha": "ICT_ALPHA",
+    "--lambda_contrast": "LAMBDA_CONTRAST",
+    "--contrast_temperature": "TEMPERATURE_CONTRAST",
+    "--num_negatives": "NUM_NEGATIVES_CONTRAST",
+    "--quality_threshold": "QUALITY_THRESHOLD_SR",
+    "--quality_temperature": "QUALITY_TEMPERATURE_SR",
+}
+# The loop's lambda flags and the release's variables for them, `{}` = QAR or PL_QW.
+LAMBDA_VARIABLES = {
+    "--lambda_initial": "LAMBDA_INITIAL_{}",
+    "--lambda_final": "LAMBDA_FINAL_{}_VALUE",
+    "--lambda_warmup": "LAMBDA_WARMUP_{}",
+    "--lambda_rampup": "LAMBDA_RAMPUP_{}",
+}
 
 
 class FeatureNet(nn.Module):
@@ -77,11 +98,33 @@ class SSLMethod:
 
     name: ClassVar[str] = ""
     acronym: ClassVar[str] = ""
+    row: ClassVar[int] = 10_000  # position in the paper's tables; the registry's order
     needs_unlabeled: ClassVar[bool] = True
     uses_quality: ClassVar[bool] = False
     uses_teacher: ClassVar[bool] = False
     num_networks: ClassVar[int] = 1
     lambda_defaults: ClassVar[tuple[float, float, float, float]] = BASELINE_LAMBDA
+    # Which of the release's LAMBDA_* script variables set this method's schedule (None: none).
+    lambda_variables: ClassVar[str | None] = "PL_QW"
+    script_variables: ClassVar[dict[str, str]] = SCRIPT_VARIABLES
+
+    @classmethod
+    def own_flags(cls) -> list[str]:
+        """The long option strings of this method's own flags."""
+        parser = argparse.ArgumentParser(add_help=False)
+        cls.add_arguments(parser)
+        return [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+
+    @classmethod
+    def script_arguments(cls, environ: dict[str, str]) -> list[str]:
+        """The flags for the script variables set (non-empty) in `environ`, and only those:
+        every other setting keeps the one default it has here."""
+        pairs = [(f, v) for f, v in cls.script_variables.items() if f in cls.own_flags()]
+        if cls.lambda_variables:
+            pairs += [(f, v.format(cls.lambda_variables)) for f, v in LAMBDA_VARIABLES.items()]
+        return [
+            a for flag, var in pairs if environ.get(var, "") != "" for a in (flag, environ[var])
+        ]
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -184,12 +227,18 @@ METHODS: dict[str, type[SSLMethod]] = {}
 
 
 def register(cls: type[SSLMethod]) -> type[SSLMethod]:
-    """Class decorator: register a method under its `name`."""
+    """Class decorator: register a method under its `name`, in table-row order."""
     if not cls.name or not cls.acronym:
         raise ValueError(f"{cls.__name__} needs a name and an acronym")
     if cls.name in METHODS:
         raise ValueError(f"method {cls.name!r} registered twice")
+    clash = [n for n, c in METHODS.items() if c.acronym == cls.acronym or c.row == cls.row]
+    if clash:
+        raise ValueError(f"{cls.name}: acronym or row already taken by {clash}")
     METHODS[cls.name] = cls
+    ordered = sorted(METHODS.values(), key=lambda c: c.row)
+    METHODS.clear()
+    METHODS.update((c.name, c) for c in ordered)
     return cls
 
 

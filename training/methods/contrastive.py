@@ -27,15 +27,20 @@ publish its contrastive baseline; the design below is this project's reference c
 from __future__ import annotations
 
 import argparse
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from training.losses import bce_per_sample
 from training.methods.base import Batch, Logs, StepInfo, register
-from training.methods.ours import add_quality_weight_arguments
 from training.methods.pseudo_label import PseudoLabel
-from training.methods.quality import quality_weights, weight_logs, weighted_mean
+from training.methods.quality import (
+    add_quality_weight_arguments,
+    quality_weights,
+    weight_logs,
+    weighted_mean,
+)
 
 
 def pixel_info_nce(
@@ -103,6 +108,11 @@ class Contrastive(PseudoLabel):
 
     name = "contrastive"
     acronym = "CL"
+    row = 110
+    script_variables: ClassVar[dict[str, str]] = {
+        **PseudoLabel.script_variables,
+        "--confidence_threshold": "CONFIDENCE_THRESHOLD_CONTRAST",
+    }
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -177,6 +187,7 @@ class ContrastiveQuality(Contrastive):
 
     name = "contrastive_quality"
     acronym = "CL-QW"
+    row = 120
     uses_quality = True
 
     @classmethod

@@ -13,8 +13,12 @@ import torch
 
 from training.losses import bce_per_sample
 from training.methods.base import Batch, Logs, SSLMethod, StepInfo, register
-from training.methods.ours import add_quality_weight_arguments
-from training.methods.quality import quality_weights, weight_logs, weighted_mean
+from training.methods.quality import (
+    add_quality_weight_arguments,
+    quality_weights,
+    weight_logs,
+    weighted_mean,
+)
 
 
 @register
@@ -33,6 +37,7 @@ class CrossPseudoSupervision(SSLMethod):
 
     name = "cps"
     acronym = "CPS"
+    row = 90
     num_networks = 2
 
     def cross_terms(
@@ -77,6 +82,7 @@ class CrossPseudoSupervisionQuality(CrossPseudoSupervision):
 
     name = "cps_quality_weighted"
     acronym = "CPS-QW"
+    row = 100
     uses_quality = True
 
     @classmethod

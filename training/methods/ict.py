@@ -13,8 +13,12 @@ import torch
 
 from training.methods.base import Batch, Logs, SSLMethod, StepInfo, register
 from training.methods.mean_teacher import add_consistency_type_argument, consistency_loss
-from training.methods.ours import add_quality_weight_arguments
-from training.methods.quality import quality_weights, weight_logs, weighted_mean
+from training.methods.quality import (
+    add_quality_weight_arguments,
+    quality_weights,
+    weight_logs,
+    weighted_mean,
+)
 
 
 def mix(a: torch.Tensor, perm: torch.Tensor, lam_mix: float) -> torch.Tensor:
@@ -40,6 +44,7 @@ class InterpolationConsistency(SSLMethod):
 
     name = "ict"
     acronym = "ICT"
+    row = 70
     uses_teacher = True
 
     @classmethod
@@ -104,6 +109,7 @@ class InterpolationConsistencyQuality(InterpolationConsistency):
 
     name = "ict_quality"
     acronym = "ICT-QW"
+    row = 80
     uses_quality = True
 
     @classmethod

@@ -21,8 +21,12 @@ from torch import nn
 
 from training.losses import kl_consistency, mse_consistency
 from training.methods.base import Batch, Logs, SSLMethod, StepInfo, register
-from training.methods.ours import add_quality_weight_arguments
-from training.methods.quality import quality_weights, weight_logs, weighted_mean
+from training.methods.quality import (
+    add_quality_weight_arguments,
+    quality_weights,
+    weight_logs,
+    weighted_mean,
+)
 
 CONSISTENCY_LOSSES = {"mse": mse_consistency, "kl": kl_consistency}
 
@@ -84,6 +88,7 @@ class MeanTeacher(SSLMethod):
 
     name = "mean_teacher"
     acronym = "MT"
+    row = 40
     uses_teacher = True
 
     @classmethod
@@ -146,6 +151,7 @@ class UncertaintyAwareMeanTeacher(MeanTeacher):
 
     name = "ua_mt"
     acronym = "UA-MT"
+    row = 50
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -203,6 +209,7 @@ class MeanTeacherQuality(MeanTeacher):
 
     name = "mean_teacher_quality"
     acronym = "MT-QW"
+    row = 60
     uses_quality = True
 
     @classmethod

@@ -8,13 +8,7 @@ import torch
 
 from training.losses import dice_ce_per_sample, qar_loss
 from training.methods.base import QAR_LAMBDA, Batch, Logs, SSLMethod, StepInfo, register
-from training.methods.quality import quality_weights, weighted_mean
-
-
-def add_quality_weight_arguments(parser: argparse.ArgumentParser) -> None:
-    """tau and T of the quality weights (Eqn 7), shared by PL-QW and every -QW baseline."""
-    parser.add_argument("--quality_threshold", type=float, default=0.5, help="tau (Eqn 7)")
-    parser.add_argument("--quality_temperature", type=float, default=2.0, help="T (Eqn 7)")
+from training.methods.quality import add_quality_weight_arguments, quality_weights, weighted_mean
 
 
 @register
@@ -28,8 +22,10 @@ class QualityAwareRegularisation(SSLMethod):
 
     name = "ours_qar"
     acronym = "QAR"
+    row = 130
     uses_quality = True
     lambda_defaults = QAR_LAMBDA
+    lambda_variables = "QAR"
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -62,6 +58,7 @@ class QualityWeightedPseudoLabels(SSLMethod):
 
     name = "ours_pl_qw"
     acronym = "PL-QW"
+    row = 140
     uses_quality = True
     uses_teacher = True
 

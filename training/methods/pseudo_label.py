@@ -15,6 +15,7 @@ baselines.
 from __future__ import annotations
 
 import argparse
+from typing import ClassVar
 
 import torch
 
@@ -61,6 +62,7 @@ class PseudoLabel(SSLMethod):
 
     name = "pseudo_label"
     acronym = "PL-T"
+    row = 20
     uses_teacher = True
 
     @classmethod
@@ -100,6 +102,11 @@ class PseudoLabelSampleReweighting(QualityWeightedPseudoLabels):
 
     name = "pseudo_label_sample_reweighting"
     acronym = "PL-C"
+    row = 30
+    script_variables: ClassVar[dict[str, str]] = {
+        **SSLMethod.script_variables,
+        "--confidence_threshold": "CONFIDENCE_THRESHOLD_PSEUDO_SR",
+    }
     uses_quality = False
     score_name = "mean_confidence"
 

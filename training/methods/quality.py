@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
@@ -19,6 +20,12 @@ import torch.nn.functional as F
 
 from models.quality_predictor import load_quality_predictor
 from training.losses import weighted_sample_mean
+
+
+def add_quality_weight_arguments(parser: argparse.ArgumentParser) -> None:
+    """tau and T of the quality weights (Eqn 7), shared by PL-QW and every -QW baseline."""
+    parser.add_argument("--quality_threshold", type=float, default=0.5, help="tau (Eqn 7)")
+    parser.add_argument("--quality_temperature", type=float, default=2.0, help="T (Eqn 7)")
 
 
 def quality_weights(

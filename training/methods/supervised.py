@@ -17,4 +17,6 @@ class Supervised(SSLMethod):
 
     name = "supervised"
     acronym = "SUP"
+    row = 10
+    lambda_variables = None
     needs_unlabeled = False
