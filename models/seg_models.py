@@ -27,10 +27,12 @@ answers at once for shell scripts.
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -52,7 +54,7 @@ class SegModelSpec:
     name: str  # as the release's SEG_MODELS variable spells it
     acronym: str  # the paper's
     column: int  # position among the models in the paper's results tables, 0 first
-    builder: Callable[..., nn.Module]  # keyword arguments, each with a default
+    builder: Callable[..., nn.Module]  # keyword arguments only, each with a default
     check: Callable[..., list[str]]  # what is wrong with the builder's arguments, pre-build
     # argument -> default, read from the builder's signature
     arguments: Mapping[str, Any] = field(init=False, compare=False)
@@ -78,45 +80,27 @@ def _given(**options: Any) -> dict[str, Any]:
 # imported here, on use, so that the table loads without torch.
 
 
-def _build_unetpp(
-    encoder: str = DEFAULT_ENCODER,
-    encoder_weights: str | None = DEFAULT_ENCODER_WEIGHTS,
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    decoder_channels: Sequence[int] | None = None,
-) -> nn.Module:
-    from models.unetpp import UnetPlusPlus
-
-    return _build_cnn(
-        UnetPlusPlus, "unetpp", encoder, encoder_weights, image_size, decoder_channels
-    )
-
-
-def _build_attention_unet(
-    encoder: str = DEFAULT_ENCODER,
-    encoder_weights: str | None = DEFAULT_ENCODER_WEIGHTS,
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    decoder_channels: Sequence[int] | None = None,
-) -> nn.Module:
-    from models.attention_unet import AttentionUNet
-
-    return _build_cnn(
-        AttentionUNet, "attentionunet", encoder, encoder_weights, image_size, decoder_channels
-    )
+# The CNNs' classes, imported when built.
+_CNN_CLASSES = {
+    "unetpp": ("models.unetpp", "UnetPlusPlus"),
+    "attentionunet": ("models.attention_unet", "AttentionUNet"),
+}
 
 
 def _build_cnn(
-    network: Callable[..., nn.Module],
     name: str,
-    encoder: str,
-    encoder_weights: str | None,
-    image_size: int,
-    decoder_channels: Sequence[int] | None,
+    encoder: str = DEFAULT_ENCODER,
+    encoder_weights: str | None = DEFAULT_ENCODER_WEIGHTS,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    decoder_channels: Sequence[int] | None = None,
 ) -> nn.Module:
+    """U-Net++ or Attention U-Net (``name``, bound in the table) on an smp encoder."""
     import torch
 
     from models.common import check_input_shape
 
-    model = network(
+    module, class_name = _CNN_CLASSES[name]
+    model = getattr(importlib.import_module(module), class_name)(
         encoder_name=encoder,
         encoder_weights=encoder_weights,
         **_given(decoder_channels=decoder_channels),
@@ -195,8 +179,10 @@ SEG_MODELS: dict[str, SegModelSpec] = {
     spec.name: spec
     for spec in sorted(
         (
-            SegModelSpec("unetpp", "UP", 0, _build_unetpp, _cnn_problems),
-            SegModelSpec("attentionunet", "AU", 1, _build_attention_unet, _cnn_problems),
+            SegModelSpec("unetpp", "UP", 0, partial(_build_cnn, "unetpp"), _cnn_problems),
+            SegModelSpec(
+                "attentionunet", "AU", 1, partial(_build_cnn, "attentionunet"), _cnn_problems
+            ),
             SegModelSpec("swinunet", "SU", 2, _build_swin_unet, _swin_problems),
         ),
         key=lambda spec: spec.column,
