@@ -77,10 +77,7 @@ def _given(**options: Any) -> dict[str, Any]:
 
 
 # Builders: called by create_seg_model with every argument checked; the network modules are
-# imported here, on use, so that the table loads without torch.
-
-
-# The CNNs' classes, imported when built.
+# imported on use, so that the table loads without torch.
 _CNN_CLASSES = {
     "unetpp": ("models.unetpp", "UnetPlusPlus"),
     "attentionunet": ("models.attention_unet", "AttentionUNet"),
