@@ -5,12 +5,13 @@
 # Edit the settings below for your data set, or set any of them from the environment:
 #     METHODS="mean_teacher ours_qar" SEG_MODELS="unetpp" bash train_SSL_methods.sh
 #     SEED=1 EPOCHS=100 bash train_SSL_methods.sh
-# The defaults are SPEC.md's (the paper's) for a real data set. With no edits, a fresh
+# The defaults are the paper's (docs/METHOD.md §4) for a real data set. With no edits, a fresh
 # clone runs the built-in demo (after `bash train_mq.sh`) with a CPU-sized profile.
 # Relative paths are relative to the repository root (this script's folder).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
+set -a  # every setting below reaches the Python scripts' environment too
 # ---- Data set -------------------------------------------------------------------------
 DATASET="${DATASET:-demo}"
 TRAIN_CSV="${TRAIN_CSV:-./prepare_datasets/demo_data/train.csv}"
@@ -59,28 +60,28 @@ GRAD_CLIP="${GRAD_CLIP:-1.0}"
 EMA_DECAY="${EMA_DECAY:-0.999}"
 EMA_WARMUP_STEPS="${EMA_WARMUP_STEPS:-1000}"
 
-# ---- Lambda schedules -----------------------------------------------------------------
-LAMBDA_INITIAL_QAR="${LAMBDA_INITIAL_QAR:-0.0}"
-LAMBDA_FINAL_QAR_VALUE="${LAMBDA_FINAL_QAR_VALUE:-0.01}"
-LAMBDA_WARMUP_QAR="${LAMBDA_WARMUP_QAR:-30}"
-LAMBDA_RAMPUP_QAR="${LAMBDA_RAMPUP_QAR:-40}"
-LAMBDA_INITIAL_PL_QW="${LAMBDA_INITIAL_PL_QW:-0.0}"   # PL-QW and every baseline
-LAMBDA_FINAL_PL_QW_VALUE="${LAMBDA_FINAL_PL_QW_VALUE:-0.25}"
-LAMBDA_WARMUP_PL_QW="${LAMBDA_WARMUP_PL_QW:-15}"
-LAMBDA_RAMPUP_PL_QW="${LAMBDA_RAMPUP_PL_QW:-30}"
-
-# ---- Method-specific ------------------------------------------------------------------
-CONFIDENCE_THRESHOLD_PSEUDO="${CONFIDENCE_THRESHOLD_PSEUDO:-0.9}"
-CONFIDENCE_THRESHOLD_PSEUDO_SR="${CONFIDENCE_THRESHOLD_PSEUDO_SR:-0.9}"
-CONFIDENCE_TEMPERATURE_PSEUDO_SR="${CONFIDENCE_TEMPERATURE_PSEUDO_SR:-2.0}"
-CONSISTENCY_TYPE="${CONSISTENCY_TYPE:-mse}"
-LAMBDA_CONTRAST="${LAMBDA_CONTRAST:-0.1}"
-CONFIDENCE_THRESHOLD_CONTRAST="${CONFIDENCE_THRESHOLD_CONTRAST:-0.9}"
-TEMPERATURE_CONTRAST="${TEMPERATURE_CONTRAST:-0.1}"
-NUM_NEGATIVES_CONTRAST="${NUM_NEGATIVES_CONTRAST:-256}"
-ICT_ALPHA="${ICT_ALPHA:-1.0}"
-QUALITY_THRESHOLD_SR="${QUALITY_THRESHOLD_SR:-0.5}"
-QUALITY_TEMPERATURE_SR="${QUALITY_TEMPERATURE_SR:-2.0}"
+# ---- Lambda schedules and method settings ----------------------------------------------
+# Empty = the method's own default (python training/train_semisup.py --method M --help):
+# a setting reaches a method only when it is set here or in the environment.
+LAMBDA_INITIAL_QAR="${LAMBDA_INITIAL_QAR:-}"          # QAR's lambda(t): 0 -> 0.01,
+LAMBDA_FINAL_QAR_VALUE="${LAMBDA_FINAL_QAR_VALUE:-}"  # warm-up 30, ramp 40 epochs
+LAMBDA_WARMUP_QAR="${LAMBDA_WARMUP_QAR:-}"
+LAMBDA_RAMPUP_QAR="${LAMBDA_RAMPUP_QAR:-}"
+LAMBDA_INITIAL_PL_QW="${LAMBDA_INITIAL_PL_QW:-}"      # PL-QW and every baseline: 0 -> 0.25,
+LAMBDA_FINAL_PL_QW_VALUE="${LAMBDA_FINAL_PL_QW_VALUE:-}"  # warm-up 15, ramp 30 epochs
+LAMBDA_WARMUP_PL_QW="${LAMBDA_WARMUP_PL_QW:-}"
+LAMBDA_RAMPUP_PL_QW="${LAMBDA_RAMPUP_PL_QW:-}"
+CONFIDENCE_THRESHOLD_PSEUDO="${CONFIDENCE_THRESHOLD_PSEUDO:-}"            # PL-T (0.9)
+CONFIDENCE_THRESHOLD_PSEUDO_SR="${CONFIDENCE_THRESHOLD_PSEUDO_SR:-}"      # PL-C (0.9)
+CONFIDENCE_TEMPERATURE_PSEUDO_SR="${CONFIDENCE_TEMPERATURE_PSEUDO_SR:-}"  # PL-C (2.0)
+CONSISTENCY_TYPE="${CONSISTENCY_TYPE:-}"              # MT, UA-MT, MT-QW, ICT, ICT-QW (mse)
+LAMBDA_CONTRAST="${LAMBDA_CONTRAST:-}"                # CL, CL-QW (0.1)
+CONFIDENCE_THRESHOLD_CONTRAST="${CONFIDENCE_THRESHOLD_CONTRAST:-}"        # CL, CL-QW (0.9)
+TEMPERATURE_CONTRAST="${TEMPERATURE_CONTRAST:-}"      # CL, CL-QW (0.1)
+NUM_NEGATIVES_CONTRAST="${NUM_NEGATIVES_CONTRAST:-}"  # CL, CL-QW (256)
+ICT_ALPHA="${ICT_ALPHA:-}"                            # ICT, ICT-QW (1.0)
+QUALITY_THRESHOLD_SR="${QUALITY_THRESHOLD_SR:-}"      # tau of every quality method (0.5)
+QUALITY_TEMPERATURE_SR="${QUALITY_TEMPERATURE_SR:-}"  # T of every quality method (2.0)
 
 # ---- System and outputs ---------------------------------------------------------------
 NUM_WORKERS="${NUM_WORKERS:-4}"
@@ -92,36 +93,29 @@ OUTPUT_DIR="${OUTPUT_DIR:-./checkpoints/methods/${DATASET}}"
 RESUME="${RESUME:-false}"
 PYTHON="${PYTHON:-python}"
 LOG_DIR="${LOG_DIR:-./logs}"                        # console logs
-ALL_METHODS="supervised pseudo_label pseudo_label_sample_reweighting mean_teacher ua_mt mean_teacher_quality ict ict_quality cps cps_quality_weighted contrastive contrastive_quality ours_qar ours_pl_qw"
-METHODS="${METHODS:-$ALL_METHODS}"                    # all fourteen by default
+METHODS="${METHODS:-}"                                # empty = every registered method
+set +a
 
 # ---------------------------------------------------------------------------------------
-# Run names use the paper's acronyms. (Functions rather than associative arrays: the
-# script also runs on bash 3.2, macOS's /bin/bash.)
-ALL_SEG_MODELS="unetpp attentionunet swinunet"
-method_acronym() {
-  case "$1" in
-    supervised) echo SUP ;; pseudo_label) echo PL-T ;; pseudo_label_sample_reweighting) echo PL-C ;;
-    mean_teacher) echo MT ;; ua_mt) echo UA-MT ;; mean_teacher_quality) echo MT-QW ;;
-    ict) echo ICT ;; ict_quality) echo ICT-QW ;; cps) echo CPS ;; cps_quality_weighted) echo CPS-QW ;;
-    contrastive) echo CL ;; contrastive_quality) echo CL-QW ;; ours_qar) echo QAR ;;
-    ours_pl_qw) echo PL-QW ;; *) return 1 ;;
-  esac
+# The names, acronyms and needs of methods and models come from their Python tables.
+METHOD_TABLE="$("$PYTHON" -m training.methods --list)"
+SEG_MODEL_TABLE="$("$PYTHON" -m models.seg_models --list)"
+table_field() {  # table_field TABLE NAME COLUMN: COLUMN of NAME's row (fails if no row)
+  printf '%s\n' "$1" | awk -F '\t' -v n="$2" -v c="$3" '$1 == n { print $c; found = 1 } END { exit !found }'
 }
-seg_model_acronym() {
-  case "$1" in unetpp) echo UP ;; attentionunet) echo AU ;; swinunet) echo SU ;; *) return 1 ;; esac
-}
-QUALITY_METHODS=" mean_teacher_quality ict_quality cps_quality_weighted contrastive_quality ours_qar ours_pl_qw "
+ALL_METHODS="$(printf '%s\n' "$METHOD_TABLE" | cut -f1 | tr '\n' ' ')"
+ALL_SEG_MODELS="$(printf '%s\n' "$SEG_MODEL_TABLE" | cut -f1 | tr '\n' ' ')"
+METHODS="${METHODS:-$ALL_METHODS}"
 
 for m in $METHODS; do
-  method_acronym "$m" >/dev/null || { echo "error: unknown method '$m'; valid: $ALL_METHODS" >&2; exit 1; }
-  if [[ "$QUALITY_METHODS" == *" $m "* && ! -f "$MQ_CHECKPOINT" ]]; then
+  table_field "$METHOD_TABLE" "$m" 2 >/dev/null || { echo "error: unknown method '$m'; valid: $ALL_METHODS" >&2; exit 1; }
+  if [[ "$(table_field "$METHOD_TABLE" "$m" 3)" == 1 && ! -f "$MQ_CHECKPOINT" ]]; then
     echo "error: $m needs g_phi but MQ_CHECKPOINT=$MQ_CHECKPOINT does not exist (run 'bash train_mq.sh' first)" >&2
     exit 1
   fi
 done
 for s in $SEG_MODELS; do
-  seg_model_acronym "$s" >/dev/null || { echo "error: unknown model '$s'; valid: $ALL_SEG_MODELS" >&2; exit 1; }
+  table_field "$SEG_MODEL_TABLE" "$s" 2 >/dev/null || { echo "error: unknown model '$s'; valid: $ALL_SEG_MODELS" >&2; exit 1; }
 done
 
 LAUNCH=("$PYTHON" -u -m)
@@ -129,44 +123,9 @@ if (( NPROC_PER_NODE > 1 )); then
   LAUNCH=(torchrun --standalone --nproc_per_node "$NPROC_PER_NODE" -m)
 fi
 
-set_method_args() {  # METHOD_ARGS: the flags a method takes (lambda schedule, own settings)
-  local m="$1"
-  local qar=(--lambda_initial "$LAMBDA_INITIAL_QAR" --lambda_final "$LAMBDA_FINAL_QAR_VALUE"
-             --lambda_warmup "$LAMBDA_WARMUP_QAR" --lambda_rampup "$LAMBDA_RAMPUP_QAR")
-  local base=(--lambda_initial "$LAMBDA_INITIAL_PL_QW" --lambda_final "$LAMBDA_FINAL_PL_QW_VALUE"
-              --lambda_warmup "$LAMBDA_WARMUP_PL_QW" --lambda_rampup "$LAMBDA_RAMPUP_PL_QW")
-  local qw=(--mq_checkpoint "$MQ_CHECKPOINT" --quality_threshold "$QUALITY_THRESHOLD_SR"
-            --quality_temperature "$QUALITY_TEMPERATURE_SR")
-  METHOD_ARGS=()
-  case "$m" in
-    supervised) ;;
-    pseudo_label) METHOD_ARGS=("${base[@]}" --confidence_threshold "$CONFIDENCE_THRESHOLD_PSEUDO") ;;
-    pseudo_label_sample_reweighting)
-      METHOD_ARGS=("${base[@]}" --confidence_threshold "$CONFIDENCE_THRESHOLD_PSEUDO_SR"
-        --confidence_temperature "$CONFIDENCE_TEMPERATURE_PSEUDO_SR") ;;
-    mean_teacher) METHOD_ARGS=("${base[@]}" --consistency_type "$CONSISTENCY_TYPE") ;;
-    ua_mt) METHOD_ARGS=("${base[@]}") ;;
-    mean_teacher_quality) METHOD_ARGS=("${base[@]}" "${qw[@]}" --consistency_type "$CONSISTENCY_TYPE") ;;
-    ict) METHOD_ARGS=("${base[@]}" --ict_alpha "$ICT_ALPHA") ;;
-    ict_quality) METHOD_ARGS=("${base[@]}" "${qw[@]}" --ict_alpha "$ICT_ALPHA") ;;
-    cps) METHOD_ARGS=("${base[@]}") ;;
-    cps_quality_weighted) METHOD_ARGS=("${base[@]}" "${qw[@]}") ;;
-    contrastive)
-      METHOD_ARGS=("${base[@]}" --lambda_contrast "$LAMBDA_CONTRAST"
-        --confidence_threshold "$CONFIDENCE_THRESHOLD_CONTRAST"
-        --contrast_temperature "$TEMPERATURE_CONTRAST" --num_negatives "$NUM_NEGATIVES_CONTRAST") ;;
-    contrastive_quality)
-      METHOD_ARGS=("${base[@]}" "${qw[@]}" --lambda_contrast "$LAMBDA_CONTRAST"
-        --confidence_threshold "$CONFIDENCE_THRESHOLD_CONTRAST"
-        --contrast_temperature "$TEMPERATURE_CONTRAST" --num_negatives "$NUM_NEGATIVES_CONTRAST") ;;
-    ours_qar) METHOD_ARGS=("${qar[@]}" "${qw[@]}") ;;
-    ours_pl_qw) METHOD_ARGS=("${base[@]}" "${qw[@]}") ;;
-  esac
-}
-
 mkdir -p "$LOG_DIR/methods"
 for SEG_MODEL in $SEG_MODELS; do
-  SEG_ACRONYM="$(seg_model_acronym "$SEG_MODEL")"
+  SEG_ACRONYM="$(table_field "$SEG_MODEL_TABLE" "$SEG_MODEL" 2)"
   BASE_EXPERIMENT_NAME="${DATASET}_${SEG_ACRONYM}_${EPOCHS}_${PATIENCE}_${BATCH_SIZE_LABELED}_${BATCH_SIZE_UNLABELED}_${LR}_${WEIGHT_DECAY}_${EMA_DECAY}_${SEED}"
   COMMON_ARGS=(
     --dataset "$DATASET"
@@ -175,7 +134,6 @@ for SEG_MODEL in $SEG_MODELS; do
     --labeled_test_csv "$TEST_CSV"
     --unlabeled_csv "$UNLABELED_CSV_5K"
     --seg_model "$SEG_MODEL"
-    --encoder "$SEG_ENCODER"
     --encoder_weights "$ENCODER_WEIGHTS"
     --epochs "$EPOCHS"
     --batch_size_labeled "$BATCH_SIZE_LABELED"
@@ -193,19 +151,27 @@ for SEG_MODEL in $SEG_MODELS; do
     --patience "$PATIENCE"
     --output_dir "$OUTPUT_DIR"
   )
-  if [[ "$SEG_MODEL" == "swinunet" && "$ENCODER_WEIGHTS" != "none" ]]; then
+  # Each network gets the settings it takes (models.seg_models refuses the others).
+  TAKES=",$(table_field "$SEG_MODEL_TABLE" "$SEG_MODEL" 3),"
+  [[ "$TAKES" == *,encoder,* ]] && COMMON_ARGS+=(--encoder "$SEG_ENCODER")
+  if [[ "$TAKES" == *,swin_pretrained_path,* && "$ENCODER_WEIGHTS" != "none" ]]; then
     COMMON_ARGS+=(--swin_pretrained_path "$SWIN_PRETRAINED_PATH")
   fi
   # shellcheck disable=SC2206  # a list of integers
-  [[ -n "$DECODER_CHANNELS" && "$SEG_MODEL" != "swinunet" ]] && COMMON_ARGS+=(--decoder_channels $DECODER_CHANNELS)
+  [[ -n "$DECODER_CHANNELS" && "$TAKES" == *,decoder_channels,* ]] && COMMON_ARGS+=(--decoder_channels $DECODER_CHANNELS)
   [[ "$MQ_RESIZE" == "true" ]] && COMMON_ARGS+=(--mq_resize)
   [[ "$RESUME" == "true" ]] && COMMON_ARGS+=(--resume)
 
   for METHOD in $METHODS; do
-    ACRONYM="$(method_acronym "$METHOD")"
+    ACRONYM="$(table_field "$METHOD_TABLE" "$METHOD" 2)"
     EXPERIMENT_NAME="${ACRONYM}_${BASE_EXPERIMENT_NAME}"
     echo "=== ${ACRONYM} on ${SEG_ACRONYM} (${EXPERIMENT_NAME}) ==="
-    set_method_args "$METHOD"
+    # The method's own flags: only those whose setting above is not empty.
+    METHOD_ARGS=()
+    while IFS= read -r a; do METHOD_ARGS+=("$a"); done < <("$PYTHON" -m training.methods --script_args "$METHOD")
+    if [[ "$(table_field "$METHOD_TABLE" "$METHOD" 3)" == 1 ]]; then
+      METHOD_ARGS+=(--mq_checkpoint "$MQ_CHECKPOINT")
+    fi
     # ${A[@]+"${A[@]}"}: an empty array under `set -u` on bash < 4.4
     "${LAUNCH[@]}" training.train_semisup \
       --method "$METHOD" \

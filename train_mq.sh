@@ -4,7 +4,7 @@
 # Edit the settings below for your data set, or set any of them from the environment:
 #     EPOCHS=3 bash train_mq.sh
 #     DATASET=PH2 TRAIN_CSV=... VAL_CSV=... TEST_CSV=... bash train_mq.sh
-# The defaults are SPEC.md's (the paper's) for a real data set. With no edits, a fresh
+# The defaults are the paper's (docs/METHOD.md §2-§3) for a real data set. With no edits, a fresh
 # clone builds the built-in demo set and trains on it with a CPU-sized profile.
 # Relative paths are relative to the repository root (this script's folder).
 set -euo pipefail
@@ -27,7 +27,7 @@ if [[ "$DATASET" == "demo" ]]; then
   : "${LR:=1e-3}" "${SCHEDULER:=onecycle}"
 fi
 
-# ---- g_phi (SPEC.md) ------------------------------------------------------------------
+# ---- g_phi (docs/METHOD.md §3) ------------------------------------------------------------
 BACKBONE="${BACKBONE:-resnet18.a1_in1k}"
 BACKBONE_ACRONYM="${BACKBONE_ACRONYM:-rn18}"
 DROPOUT="${DROPOUT:-0.15}"
@@ -52,7 +52,7 @@ CROSS_IMAGE_PROB="${CROSS_IMAGE_PROB:-0.10}"
 USE_WEAK_MODELS="${USE_WEAK_MODELS:-true}"
 WEAK_MODEL_PROB="${WEAK_MODEL_PROB:-0.05}"           # p_weak
 
-# ---- Weak models (trained only if their folder is absent) ------------------------------
+# ---- Weak models (trained unless their folder holds them; an interrupted training resumes)
 WEAK_MODEL_DIR="${WEAK_MODEL_DIR:-./checkpoints/weak_models/${DATASET}}"
 WEAK_EPOCHS="${WEAK_EPOCHS:-20}"
 WEAK_SAVE_EPOCHS="${WEAK_SAVE_EPOCHS:-1 3 5 10 15 20}"
@@ -77,10 +77,12 @@ if [[ "$DATASET" == "demo" && ! -f "$TRAIN_CSV" ]]; then
   "$PYTHON" -m prepare_datasets.make_demo_dataset --output_dir ./prepare_datasets/demo_data
 fi
 
-if [[ "$USE_WEAK_MODELS" == "true" && ! -d "$WEAK_MODEL_DIR" ]]; then
+if [[ "$USE_WEAK_MODELS" == "true" && ! -f "$WEAK_MODEL_DIR/weak_models.json" ]]; then
   echo "Training weak models into $WEAK_MODEL_DIR ..."
+  WEAK_RESUME=()
+  [[ -f "$WEAK_MODEL_DIR/latest.pth" ]] && WEAK_RESUME=(--resume)
   # shellcheck disable=SC2086  # WEAK_SAVE_EPOCHS is a list
-  "$PYTHON" -u -m data.weak_model_corruption \
+  "$PYTHON" -u -m training.train_weak_models \
     --train_csv "$TRAIN_CSV" \
     --output_dir "$WEAK_MODEL_DIR" \
     --image_size "$IMAGE_SIZE" \
@@ -91,7 +93,8 @@ if [[ "$USE_WEAK_MODELS" == "true" && ! -d "$WEAK_MODEL_DIR" ]]; then
     --lr "$WEAK_LR" \
     --seed "$SEED" \
     --num_workers "$NUM_WORKERS" \
-    --device "$DEVICE"
+    --device "$DEVICE" \
+    ${WEAK_RESUME[@]+"${WEAK_RESUME[@]}"}
 fi
 
 LAUNCH=("$PYTHON" -u -m)

@@ -19,7 +19,7 @@ nothing makes a run look like what it is not, and a warning scrolls away in a tr
 
 This module loads without torch (the networks are imported when built), so that
 
-    python models/seg_models.py --list      # name<TAB>acronym per model, in the paper's order
+    python models/seg_models.py --list      # name<TAB>acronym<TAB>arguments, paper's order
 
 answers at once for shell scripts.
 """
@@ -285,14 +285,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--list",
         action="store_true",
-        help="print one line per model, name<TAB>acronym, in the paper's column order",
+        help="print one line per model, name<TAB>acronym<TAB>its arguments (comma-"
+        "separated), in the paper's column order",
     )
     args = parser.parse_args(argv)
     if not args.list:
         parser.print_help()
         return
     for spec in SEG_MODELS.values():
-        print(f"{spec.name}\t{spec.acronym}")
+        print(f"{spec.name}\t{spec.acronym}\t{','.join(spec.arguments)}")
 
 
 if __name__ == "__main__":

@@ -198,7 +198,8 @@ def test_list_by_path_prints_the_table(tmp_path):
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == [f"{s.name}\t{s.acronym}" for s in SPECS]
+    expected = [f"{s.name}\t{s.acronym}\t{','.join(s.arguments)}" for s in SPECS]
+    assert out.stdout.splitlines() == expected
     probe = "import sys, models.seg_models; print('torch' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60

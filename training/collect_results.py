@@ -1,12 +1,13 @@
 """Collect every results.json under a folder into the paper's results table.
 
-    python -m training.collect_results --output_dir ./checkpoints/methods
-    python -m training.collect_results --output_dir ./checkpoints/methods \\
+    python training/collect_results.py --output_dir ./checkpoints/methods
+    python training/collect_results.py --output_dir ./checkpoints/methods \\
         --markdown results.md --csv results.csv
 
-Rows are methods in the paper's order (SUP, PL-T, PL-C, MT, UA-MT, MT-QW, ICT, ICT-QW, CPS,
-CPS-QW, CL, CL-QW, QAR, PL-QW; others after, alphabetically); columns are the test Dice and
-Jaccard, mean +- std, for each segmentation model (UP, AU, SU). One table per data set.
+Rows are methods in the paper's order (the method registry's: SUP, PL-T, PL-C, MT, UA-MT,
+MT-QW, ICT, ICT-QW, CPS, CPS-QW, CL, CL-QW, QAR, PL-QW; others after, alphabetically);
+columns are the test Dice and Jaccard, mean +- std, for each segmentation model (the model
+table's order: UP, AU, SU). One table per data set.
 
 A cell with one run shows the mean and the population std over that run's test images
 (what training/train_semisup.py writes). A cell with several runs of the same (method,
@@ -26,44 +27,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path
+
 import numpy as np
 
-# The paper's row order (SPEC.md "Baselines" table, then the two proposed methods).
-METHOD_ORDER = (
-    "SUP",
-    "PL-T",
-    "PL-C",
-    "MT",
-    "UA-MT",
-    "MT-QW",
-    "ICT",
-    "ICT-QW",
-    "CPS",
-    "CPS-QW",
-    "CL",
-    "CL-QW",
-    "QAR",
-    "PL-QW",
-)
-# Registry names -> acronyms, for results.json files that lack "method_acronym".
-METHOD_ACRONYMS = {
-    "supervised": "SUP",
-    "pseudo_label": "PL-T",
-    "pseudo_label_sample_reweighting": "PL-C",
-    "mean_teacher": "MT",
-    "ua_mt": "UA-MT",
-    "mean_teacher_quality": "MT-QW",
-    "ict": "ICT",
-    "ict_quality": "ICT-QW",
-    "cps": "CPS",
-    "cps_quality_weighted": "CPS-QW",
-    "contrastive": "CL",
-    "contrastive_quality": "CL-QW",
-    "ours_qar": "QAR",
-    "ours_pl_qw": "PL-QW",
-}
-MODEL_ORDER = ("UP", "AU", "SU")
-MODEL_ACRONYMS = {"unetpp": "UP", "attentionunet": "AU", "swinunet": "SU"}
+from models.seg_models import SEG_MODELS
+from training.methods import METHODS
+
+# Rows and columns in the paper's order, from the method registry and the model table.
+METHOD_ORDER = tuple(cls.acronym for cls in METHODS.values())
+METHOD_ACRONYMS = {name: cls.acronym for name, cls in METHODS.items()}  # for old results.json
+MODEL_ORDER = tuple(spec.acronym for spec in SEG_MODELS.values())
+MODEL_ACRONYMS = {name: spec.acronym for name, spec in SEG_MODELS.items()}
 METRIC_LABELS = {
     "dice": "Dice",
     "jaccard": "Jaccard",

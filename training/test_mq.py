@@ -56,7 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="labeled test split CSV (default: the one train_mq.py recorded in the checkpoint)",
     )
-    p.add_argument("--val_samples", type=int, default=5, help="fixed VQMs per test image")
+    p.add_argument(
+        "--val_samples",
+        "--samples_per_image",  # the release's name
+        type=int,
+        default=5,
+        help="fixed VQMs per test image",
+    )
     p.add_argument(
         "--seed",
         type=int,
