@@ -36,6 +36,14 @@ SPLITS = ("train", "val", "test")
 QUIET = ["--no_progress", "--num_workers", "2"]
 
 
+def prepare(module, root_flag: str, root: Path, out: Path, size: int, *extra: str) -> int:
+    """`module.main` on the source folder `root` (given as `root_flag`), writing `size`-pixel
+    pairs into `out` quietly, with the `extra` arguments; its exit status."""
+    return module.main(
+        [root_flag, str(root), "--output_dir", str(out), "--image_size", str(size), *extra, *QUIET]
+    )
+
+
 # --------------------------------------------------------------------------------------
 # Fake trees
 # --------------------------------------------------------------------------------------
@@ -153,10 +161,7 @@ def ph2_prepared(ph2_root, tmp_path_factory):
     root, _ = ph2_root
     out = tmp_path_factory.mktemp("ph2out") / "PH2_segs_metadata"
     before = snapshot(root)
-    rc = prepare_PH2.main(
-        ["--ph2_root", str(root), "--output_dir", str(out), "--image_size", "16", *QUIET]
-    )
-    assert rc == 0
+    assert prepare(prepare_PH2, "--ph2_root", root, out, 16) == 0
     assert snapshot(root) == before, "the source folder was modified"
     return out
 
@@ -183,28 +188,8 @@ def test_ph2_default_split_is_140_20_40_and_stratified(ph2_root, ph2_prepared):
 def test_ph2_split_is_seeded(ph2_root, ph2_prepared, tmp_path):
     root, _ = ph2_root
     again, other = tmp_path / "again", tmp_path / "other"
-    assert (
-        prepare_PH2.main(
-            ["--ph2_root", str(root), "--output_dir", str(again), "--image_size", "16", *QUIET]
-        )
-        == 0
-    )
-    assert (
-        prepare_PH2.main(
-            [
-                "--ph2_root",
-                str(root),
-                "--output_dir",
-                str(other),
-                "--image_size",
-                "16",
-                "--seed",
-                "1",
-                *QUIET,
-            ]
-        )
-        == 0
-    )
+    assert prepare(prepare_PH2, "--ph2_root", root, again, 16) == 0
+    assert prepare(prepare_PH2, "--ph2_root", root, other, 16, "--seed", "1") == 0
     for split in SPLITS:
         assert (again / f"{split}.csv").read_bytes() == (ph2_prepared / f"{split}.csv").read_bytes()
     assert read_split(other, "test") != read_split(ph2_prepared, "test")
@@ -227,20 +212,7 @@ def test_ph2_release_split_csvs_are_followed_exactly(ph2_root, tmp_path):
             }
         ).to_csv(release / f"ph2_{split}.csv", index=False)
     out = tmp_path / "out"
-    rc = prepare_PH2.main(
-        [
-            "--ph2_root",
-            str(root),
-            "--output_dir",
-            str(out),
-            "--image_size",
-            "16",
-            "--split_from",
-            str(release),
-            *QUIET,
-        ]
-    )
-    assert rc == 0
+    assert prepare(prepare_PH2, "--ph2_root", root, out, 16, "--split_from", str(release)) == 0
     for split in SPLITS:
         assert read_split(out, split) == chosen[split]
     assert len(list((out / "images").glob("*.png"))) == 18
@@ -353,12 +325,7 @@ def test_scd_layout_pairs_within_folders_and_groups(tmp_path):
     assert len({s.sample_id for s in layout.samples}) == 20
     assert {g: sum(s.group == g for s in layout.samples) for g in layout_counts} == layout_counts
     out = tmp_path / "out"
-    assert (
-        prepare_SCD.main(
-            ["--scd_root", str(root), "--output_dir", str(out), "--image_size", "24", *QUIET]
-        )
-        == 0
-    )
+    assert prepare(prepare_SCD, "--scd_root", root, out, 24) == 0
     check_prepared(out, 20, 24)
     # 70/10/20 of 20 pairs, 12 melanoma : 8 not.
     assert [len(read_split(out, s)) for s in SPLITS] == [14, 2, 4]
@@ -382,18 +349,8 @@ def test_dermofit_layout_and_class_strata(tmp_path):
     assert len(layout.samples) == 20
     assert {s.sample_id: s.group for s in layout.samples}["B3"] == "BCC"
     out = tmp_path / "out"
-    rc = prepare_DermoFit.main(
-        [
-            "--dermofit_root",
-            str(root),
-            "--output_dir",
-            str(out),
-            "--image_size",
-            "24",
-            "--split_sizes",
-            "0.5,0.25,0.25",
-            *QUIET,
-        ]
+    rc = prepare(
+        prepare_DermoFit, "--dermofit_root", root, out, 24, "--split_sizes", "0.5,0.25,0.25"
     )
     assert rc == 0
     check_prepared(out, 20, 24)
@@ -415,12 +372,7 @@ def test_colondb_original_and_benchmark_layouts(tmp_path):
     assert sorted(s.sample_id for s in layout.samples) == sorted(str(i) for i in range(1, 11))
     assert all(s.mask_path.name == f"p{s.sample_id}.bmp" for s in layout.samples)
     out = tmp_path / "out"
-    assert (
-        prepare_CVC_ColonDB.main(
-            ["--colondb_root", str(orig), "--output_dir", str(out), "--image_size", "24", *QUIET]
-        )
-        == 0
-    )
+    assert prepare(prepare_CVC_ColonDB, "--colondb_root", orig, out, 24) == 0
     check_prepared(out, 10, 24)
 
     bench = tmp_path / "TestDataset" / "CVC-ColonDB"
@@ -439,18 +391,8 @@ def test_clinicdb_original_ground_truth_tiffs(tmp_path):
             encoding="rgb",
         )
     out = tmp_path / "out"
-    rc = prepare_CVC_ClinicDB.main(
-        [
-            "--clinicdb_root",
-            str(root),
-            "--output_dir",
-            str(out),
-            "--image_size",
-            "24",
-            "--labeled_fraction",
-            "0.3",
-            *QUIET,
-        ]
+    rc = prepare(
+        prepare_CVC_ClinicDB, "--clinicdb_root", root, out, 24, "--labeled_fraction", "0.3"
     )
     assert rc == 0
     check_prepared(out, 10, 24)
@@ -496,20 +438,9 @@ def test_folder_pairs_match_affixes_and_binarise_every_encoding(pairs_root, tmp_
     assert got == {stem: name for stem, (name, _) in MASK_NAMES.items()}
     out = tmp_path / "out"
     before = snapshot(pairs_root)
-    rc = prepare_folder_pairs.main(
-        [
-            "--root",
-            str(pairs_root),
-            "--output_dir",
-            str(out),
-            "--image_size",
-            "20",
-            "--split_sizes",
-            "4,1,1",
-            *QUIET,
-        ]
+    assert (
+        prepare(prepare_folder_pairs, "--root", pairs_root, out, 20, "--split_sizes", "4,1,1") == 0
     )
-    assert rc == 0
     assert snapshot(pairs_root) == before
     check_prepared(out, 6, 20)
     # Each written mask is the drawn shape, resized by nearest neighbour.
