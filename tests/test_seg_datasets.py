@@ -19,18 +19,10 @@ from data.seg_datasets import (
     LabeledSegDataset,
     UnlabeledSegDataset,
 )
+from prepare_unsupervised_images.create_isic2020_subsets import RELEASE_COLUMNS
 
-ISIC_COLUMNS = [
-    "image_name",
-    "patient_id",
-    "sex",
-    "age_approx",
-    "anatom_site_general_challenge",
-    "diagnosis",
-    "benign_malignant",
-    "target",
-    "img_path",
-]
+# The ISIC subset CSVs: the release's metadata columns, then img_path.
+ISIC_COLUMNS = [*RELEASE_COLUMNS, "img_path"]
 
 
 def lesion_mask(size: int, k: int) -> np.ndarray:
