@@ -49,10 +49,7 @@ from prepare_datasets.splits import (
     split_counts,
 )
 
-MANIFEST = ManifestFile("prepare_manifest.json", "prepare_datasets", indent=1)
-MANIFEST_NAME = MANIFEST.name
-# Bump when the written pixels or CSVs change, so that an old folder is not silently reused.
-FORMAT_VERSION = 1
+MANIFEST = ManifestFile("prepare_manifest.json", "prepare_datasets", indent=1, format_version=1)
 
 
 def load_resized_pair(
@@ -137,7 +134,7 @@ def prepare_labeled_dataset(
         )
 
     settings = {
-        "format_version": FORMAT_VERSION,
+        "format_version": MANIFEST.format_version,
         "image_size": image_size,
         "keep_aspect": keep_aspect,
         "interpolation": interpolation,

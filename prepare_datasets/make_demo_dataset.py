@@ -47,10 +47,9 @@ from prepare_datasets.output_folder import (
     write_text_atomic,
 )
 
-MANIFEST = ManifestFile("demo_manifest.json", "prepare_datasets.make_demo_dataset", indent=2)
-MANIFEST_NAME = MANIFEST.name
-# Bump when the generated pixels change, so that an old demo folder is not silently reused.
-FORMAT_VERSION = 1
+MANIFEST = ManifestFile(
+    "demo_manifest.json", "prepare_datasets.make_demo_dataset", indent=2, format_version=1
+)
 
 SPLITS = ("train", "val", "test", "unlabeled")
 # Key of each split in the per-image seed, so that a split's images do not depend on the
@@ -281,7 +280,7 @@ def _arguments(
     image_size: int, num_train: int, num_val: int, num_test: int, num_unlabeled: int, seed: int
 ) -> dict:
     return {
-        "format_version": FORMAT_VERSION,
+        "format_version": MANIFEST.format_version,
         "image_size": image_size,
         "num_train": num_train,
         "num_val": num_val,

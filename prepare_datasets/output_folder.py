@@ -90,11 +90,14 @@ def require_outside(output_dir: Path, source: Path, source_argument: str) -> Non
 
 @dataclass(frozen=True)
 class ManifestFile:
-    """Where a kind of preparation records itself: file name, generator, JSON indentation."""
+    """Where a kind of preparation records itself: file name, generator, JSON indentation,
+    and the version of what it writes (bump it when the written pixels or CSVs change, so
+    that an old folder is not silently reused)."""
 
     name: str
     generator: str
     indent: int = 1
+    format_version: int = 1
 
     def read(self, output_dir: Path) -> dict | None:
         """The manifest in `output_dir`, or None (none there, or not this generator's)."""

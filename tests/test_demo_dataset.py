@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from data.io import load_labeled_arrays, load_labeled_csv, load_unlabeled_csv, read_image
-from prepare_datasets.make_demo_dataset import MANIFEST_NAME, main, make_demo_dataset
+from prepare_datasets.make_demo_dataset import MANIFEST, main, make_demo_dataset
 
 TINY = {"image_size": 64, "num_train": 8, "num_val": 3, "num_test": 3, "num_unlabeled": 6}
 LABELED = ("train", "val", "test")
@@ -100,7 +100,7 @@ def test_same_seed_same_bytes_other_seed_differs(demo, tmp_path):
 
 def test_complete_set_with_same_arguments_is_reused(tmp_path):
     csvs = _make(tmp_path)
-    manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    manifest = json.loads((tmp_path / MANIFEST.name).read_text())
     assert manifest["status"] == "complete" and manifest["arguments"]["seed"] == 0
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.png")}
     first = tmp_path / "images" / "demo_train_0001.png"

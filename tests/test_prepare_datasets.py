@@ -26,7 +26,7 @@ from prepare_datasets import (
     prepare_PH2,
     prepare_SCD,
 )
-from prepare_datasets.labeled_set import MANIFEST_NAME
+from prepare_datasets.labeled_set import MANIFEST
 from prepare_datasets.pairing import match_by_stem
 from prepare_datasets.splits import split_counts, stratified_order
 
@@ -662,4 +662,4 @@ def test_real_cvc_clinicdb_folder_pairs(tmp_path):
     assert sizes == {"train": 426, "val": 61, "test": 122}
     assert len(load_labeled_csv(out / "train_labeled.csv")) == 43
     assert len(load_unlabeled_csv(out / "train_unlabeled.csv")) == 383
-    assert (out / MANIFEST_NAME).is_file()
+    assert (out / MANIFEST.name).is_file()
