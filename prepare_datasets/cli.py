@@ -16,6 +16,7 @@ from data.image_resize import DEFAULT_IMAGE_SIZE, INTERPOLATIONS
 from data.io import DataError
 from prepare_datasets.labeled_set import prepare_labeled_dataset
 from prepare_datasets.pairing import Layout, safe_id
+from prepare_datasets.resizing import ResizeSettings
 from prepare_datasets.splits import DEFAULT_SEED, parse_split_sizes
 
 
@@ -129,9 +130,7 @@ def run_preparer(
             layout,
             output_dir,
             name=name,
-            image_size=a.image_size,
-            keep_aspect=a.keep_aspect,
-            interpolation=a.interpolation,
+            resize=ResizeSettings.from_args(a),
             split_sizes=parse_split_sizes(a.split_sizes) if a.split_from is None else (0, 0, 0),
             split_from=a.split_from,
             id_pattern=id_pattern,

@@ -29,7 +29,6 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.image_resize import DEFAULT_IMAGE_SIZE, resize_image, resize_mask
 from data.io import DataError, load_labeled_csv, load_unlabeled_csv, read_image, read_mask
 from prepare_datasets.output_folder import (
     ManifestFile,
@@ -40,6 +39,7 @@ from prepare_datasets.output_folder import (
     write_text_atomic,
 )
 from prepare_datasets.pairing import Layout, check_layout, listing, natural_key
+from prepare_datasets.resizing import ResizeSettings
 from prepare_datasets.splits import (
     DEFAULT_SEED,
     SPLITS,
@@ -53,11 +53,7 @@ MANIFEST = ManifestFile("prepare_manifest.json", "prepare_datasets", indent=1, f
 
 
 def load_resized_pair(
-    image_path: Path,
-    mask_path: Path,
-    size: int,
-    keep_aspect: bool = False,
-    interpolation: str = "area",
+    image_path: Path, mask_path: Path, resize: ResizeSettings
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode, check and resize one pair; a mask whose size differs from its image is an
     error naming both files (resizing them apart would misalign the label)."""
@@ -68,8 +64,7 @@ def load_resized_pair(
             f"mask size {mask.shape[1]}x{mask.shape[0]} differs from image size "
             f"{image.shape[1]}x{image.shape[0]}: {mask_path} vs {image_path}"
         )
-    image = resize_image(image, size, keep_aspect, interpolation)
-    return image, resize_mask(mask, size, keep_aspect)
+    return resize.image(image), resize.mask(mask)
 
 
 def prepare_labeled_dataset(
@@ -77,9 +72,7 @@ def prepare_labeled_dataset(
     output_dir: str | Path,
     *,
     name: str,
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    keep_aspect: bool = False,
-    interpolation: str = "area",
+    resize: ResizeSettings,
     split_sizes: Sequence[float] = (0.7, 0.1, 0.2),
     split_from: str | Path | None = None,
     id_pattern: str | None = None,
@@ -99,8 +92,8 @@ def prepare_labeled_dataset(
     FileExistsError for a folder that holds something else unless `overwrite`.
     """
     log = print if progress else (lambda *_: None)
-    if image_size < 8:
-        raise DataError(f"--image_size must be at least 8, got {image_size}")
+    if resize.size < 8:
+        raise DataError(f"--image_size must be at least 8, got {resize.size}")
     check_layout(layout, allow_unpaired, log)
     output_dir = Path(output_dir).expanduser()
     if output_dir.exists() and not output_dir.is_dir():
@@ -135,9 +128,9 @@ def prepare_labeled_dataset(
 
     settings = {
         "format_version": MANIFEST.format_version,
-        "image_size": image_size,
-        "keep_aspect": keep_aspect,
-        "interpolation": interpolation,
+        "image_size": resize.size,
+        "keep_aspect": resize.keep_aspect,
+        "interpolation": resize.interpolation,
         "seed": seed,
         "split_from": None if split_from is None else str(Path(split_from).resolve()),
         "split_sizes": None if split_from is not None else list(split_sizes),
@@ -185,9 +178,7 @@ def prepare_labeled_dataset(
     def work(sid: str) -> tuple[str, bool, str | None]:
         s = by_id[sid]
         try:
-            image, mask = load_resized_pair(
-                s.image_path, s.mask_path, image_size, keep_aspect, interpolation
-            )
+            image, mask = load_resized_pair(s.image_path, s.mask_path, resize)
             write_image(output_dir / "images" / f"{sid}.png", image)
             write_image(output_dir / "masks" / f"{sid}.png", mask)
         except (DataError, OSError, cv2.error) as exc:

@@ -33,28 +33,21 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from data.image_resize import DEFAULT_IMAGE_SIZE, INTERPOLATIONS, resize_image
+from data.image_resize import DEFAULT_IMAGE_SIZE, INTERPOLATIONS
 from data.io import DataError, header_size, read_for_resize
 from prepare_datasets.cli import require_dir
 from prepare_datasets.output_folder import require_outside, write_image
 from prepare_datasets.pairing import list_image_files
+from prepare_datasets.resizing import ResizeSettings
 
 DEFAULT_EXCLUDES = ("*mask*", "*ground truth*", "*groundtruth*")
 
 
 def resize_file(
-    src: Path,
-    dst: Path,
-    size: int,
-    keep_aspect: bool = False,
-    interpolation: str = "area",
-    reduced: bool = True,
-    jpeg_quality: int = 95,
+    src: Path, dst: Path, resize: ResizeSettings, reduced: bool = True, jpeg_quality: int = 95
 ) -> None:
     """Resize one image file into `dst` (format from its extension), atomically."""
-    image = resize_image(
-        read_for_resize(src, size, keep_aspect, reduced), size, keep_aspect, interpolation
-    )
+    image = resize.image(read_for_resize(src, resize.size, resize.keep_aspect, reduced))
     dst.parent.mkdir(parents=True, exist_ok=True)
     # The temporary name keeps the extension, which tells OpenCV the format.
     tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.{threading.get_ident()}.partial{dst.suffix}")
@@ -106,12 +99,13 @@ def resize_files(
     if not todo:
         return report
     num_workers = max(1, num_workers or os.cpu_count() or 1)
+    resize = ResizeSettings(size, keep_aspect, interpolation)
     previous = cv2.getNumThreads()
     cv2.setNumThreads(1)
 
     def work(job: tuple[Path, Path]) -> str | None:
         try:
-            resize_file(job[0], job[1], size, keep_aspect, interpolation, reduced, jpeg_quality)
+            resize_file(job[0], job[1], resize, reduced, jpeg_quality)
         except DataError as exc:
             return str(exc)
         except (OSError, cv2.error) as exc:
