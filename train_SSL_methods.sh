@@ -38,7 +38,7 @@ if [[ "$DATASET" == "demo" ]]; then
 fi
 
 # ---- Models ---------------------------------------------------------------------------
-SEG_MODELS="${SEG_MODELS:-unetpp attentionunet swinunet}"
+SEG_MODELS="${SEG_MODELS:-}"                          # empty = every model (U-Net++, Attention U-Net, Swin-UNet)
 SEG_ENCODER="${SEG_ENCODER:-resnet34}"                # U-Net++ and Attention U-Net
 ENCODER_WEIGHTS="${ENCODER_WEIGHTS:-imagenet}"        # imagenet | none
 SWIN_PRETRAINED_PATH="${SWIN_PRETRAINED_PATH:-./checkpoints/pretrained/swin_tiny_patch4_window7_224_22k.pth}"
@@ -106,6 +106,7 @@ table_field() {  # table_field TABLE NAME COLUMN: COLUMN of NAME's row (fails if
 ALL_METHODS="$(printf '%s\n' "$METHOD_TABLE" | cut -f1 | tr '\n' ' ')"
 ALL_SEG_MODELS="$(printf '%s\n' "$SEG_MODEL_TABLE" | cut -f1 | tr '\n' ' ')"
 METHODS="${METHODS:-$ALL_METHODS}"
+SEG_MODELS="${SEG_MODELS:-$ALL_SEG_MODELS}"
 
 for m in $METHODS; do
   table_field "$METHOD_TABLE" "$m" 2 >/dev/null || { echo "error: unknown method '$m'; valid: $ALL_METHODS" >&2; exit 1; }

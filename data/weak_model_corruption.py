@@ -17,7 +17,10 @@ runs the weak-model training, as the release's train_mq.sh calls it.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path
 
 import numpy as np
 import segmentation_models_pytorch as smp
@@ -130,9 +133,6 @@ def unpack_mask(packed_row: np.ndarray, size: int) -> np.ndarray:
 
 if __name__ == "__main__":
     # The release's command for the weak-model training; it lives in training/.
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from training.train_weak_models import main
 
     main()

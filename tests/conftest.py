@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -15,6 +18,19 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # Tests are small: one thread each keeps them fast and repeatable on a 2-core machine.
 torch.set_num_threads(1)
 cv2.setNumThreads(1)
+
+
+def torchrun(script: str, args: list[str], nproc: int = 2, timeout: int = 900):
+    """`torchrun --standalone --nproc_per_node N <repo>/<script> ARGS` (DDP over gloo on a
+    CPU), the script run by path from the repository's parent folder, one thread each."""
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        "--nproc_per_node", str(nproc), str(REPO / script), *args,
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        cmd, cwd=REPO.parent, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="session")

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from models.quality_predictor import load_quality_predictor
-from tests.conftest import REPO
+from tests.conftest import torchrun
 from training import test_mq, train_mq
 
 
@@ -94,19 +91,7 @@ def test_test_mq_errors_are_clear(tiny_demo, tmp_path):
 @pytest.mark.slow
 def test_two_process_cpu_run_through_torchrun(tiny_demo, tmp_path):
     """The same script under torchrun (DDP, gloo): both ranks finish, rank 0 writes."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "training.train_mq",
-        *train_args(tiny_demo, tmp_path, "ddp"),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = torchrun("training/train_mq.py", train_args(tiny_demo, tmp_path, "ddp"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "ddp"
     rows = list(csv.DictReader((run_dir / "summary.csv").open()))

@@ -14,6 +14,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # runnable by path
 
 from training.methods import METHODS, get_method
 
