@@ -35,6 +35,12 @@ def report_error(exc: Exception) -> int:
     return 2
 
 
+def same_named(a: argparse.Namespace, *names: str) -> dict[str, object]:
+    """The parsed options `names`, as keyword arguments of a function that takes them
+    under the same names."""
+    return {n: getattr(a, n) for n in names}
+
+
 def require_dir(path: str | Path, argument: str) -> Path:
     """The folder an argument names, or a DataError naming the argument."""
     p = Path(path).expanduser()
@@ -132,15 +138,18 @@ def run_preparer(
             name=name,
             resize=ResizeSettings.from_args(a),
             split_sizes=parse_split_sizes(a.split_sizes) if a.split_from is None else (0, 0, 0),
-            split_from=a.split_from,
             id_pattern=id_pattern,
-            seed=a.seed,
-            labeled_fraction=a.labeled_fraction,
-            labeled_count=a.labeled_count,
-            allow_unpaired=a.allow_unpaired,
-            overwrite=a.overwrite,
-            num_workers=a.num_workers,
             progress=not a.no_progress,
+            **same_named(
+                a,
+                "split_from",
+                "seed",
+                "labeled_fraction",
+                "labeled_count",
+                "allow_unpaired",
+                "overwrite",
+                "num_workers",
+            ),
         )
     except (DataError, FileExistsError) as exc:
         return report_error(exc)

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from prepare_datasets.cli import report_error
+from prepare_datasets.cli import report_error, same_named
 from prepare_datasets.output_folder import (
     ManifestFile,
     claim_output_folder,
@@ -431,14 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         csvs = make_demo_dataset(
             a.output_dir,
-            image_size=a.image_size,
-            num_train=a.num_train,
-            num_val=a.num_val,
-            num_test=a.num_test,
-            num_unlabeled=a.num_unlabeled,
-            seed=a.seed,
-            overwrite=a.overwrite,
             progress=not a.no_progress,
+            **same_named(a, "image_size", *(f"num_{s}" for s in SPLITS), "seed", "overwrite"),
         )
     except (FileExistsError, ValueError) as exc:
         return report_error(exc)
