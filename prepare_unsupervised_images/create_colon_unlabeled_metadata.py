@@ -28,9 +28,9 @@ import pandas as pd
 
 from data.io import DataError
 from prepare_datasets.cli import report_error, require_dir, script_parser
-from prepare_datasets.output_folder import path_for_csv, require_outside, write_tables
+from prepare_datasets.output_folder import path_for_csv, require_outside
 from prepare_datasets.splits import DEFAULT_SEED
-from prepare_unsupervised_images.create_isic2020_subsets import report_missing_images, subset_label
+from prepare_unsupervised_images.create_isic2020_subsets import subset_label, write_listing
 from prepare_unsupervised_images.image_resizer import DEFAULT_EXCLUDES, list_images
 from prepare_unsupervised_images.resize_colon_unlabeled_images import NAME, add_listing_arguments
 
@@ -85,10 +85,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         tables = build_tables(sources, source_dir, images_dir, output_dir, a.subset_sizes, a.seed)
         expected = [output_dir / v for v in tables["unlabeled"]["img_path"]]
         missing = [str(e) for e in expected if not e.is_file()]
-        report_missing_images(
-            missing, len(expected), images_dir, a.check_images, "resize_colon_unlabeled_images.py"
+        write_listing(
+            tables,
+            output_dir,
+            missing,
+            len(expected),
+            images_dir,
+            a,
+            "resize_colon_unlabeled_images.py",
         )
-        write_tables(tables, output_dir, a.overwrite)
     except (DataError, FileExistsError) as exc:
         return report_error(exc)
     for name, t in tables.items():

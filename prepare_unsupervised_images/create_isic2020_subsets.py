@@ -60,12 +60,20 @@ def subset_label(n: int) -> str:
     return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
 
-def report_missing_images(
-    missing: Sequence[str], total: int, images_dir: Path, check_images: bool, resizer: str
+def write_listing(
+    tables: dict[str, pd.DataFrame],
+    output_dir: Path,
+    missing: Sequence[str],
+    total: int,
+    images_dir: Path,
+    a: argparse.Namespace,
+    resizer: str,
 ) -> None:
-    """Listed images not there yet: an error with `--check_images`, else a note (the
-    images may be resized after the CSVs are written)."""
-    if missing and check_images:
+    """Write the tables as `<name>.csv` (`--overwrite` replaces different CSVs of those
+    names) once the images they list are checked: the `missing` ones of `total` are an
+    error with `--check_images`, else a note (the images may be resized after the CSVs are
+    written, by `resizer`)."""
+    if missing and a.check_images:
         raise DataError(
             f"--check_images: {len(missing)} of {total} image(s) missing, e.g.\n  "
             + "\n  ".join(missing[:10])
@@ -75,6 +83,7 @@ def report_missing_images(
             f"note: {len(missing)} of {total} images are not in {images_dir} (yet): "
             f"img_path gives where they are expected; resize them there with {resizer}"
         )
+    write_tables(tables, output_dir, a.overwrite)
 
 
 def load_metadata(metadata_csv: Path, duplicates_csv: Path | None, log=print) -> pd.DataFrame:
@@ -200,10 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         expected = sorted({p for t in tables.values() for p in t["img_path"]})
         # An absolute img_path joins to itself; a relative one is under the CSV's folder.
         missing = [p for p in expected if not (output_dir / p).is_file()]
-        report_missing_images(
-            missing, len(expected), images_dir, a.check_images, "resize_isic2020_images.py"
+        write_listing(
+            tables, output_dir, missing, len(expected), images_dir, a, "resize_isic2020_images.py"
         )
-        write_tables(tables, output_dir, a.overwrite)
     except (DataError, FileExistsError) as exc:
         return report_error(exc)
     for name, t in tables.items():
