@@ -48,7 +48,7 @@ DECODER_CHANNELS="${DECODER_CHANNELS:-}"              # empty = smp default (256
 MQ_CHECKPOINT="${MQ_CHECKPOINT:-./checkpoints/mq/mq_${DATASET}/best.pth}"
 MQ_RESIZE="${MQ_RESIZE:-false}"     # true: resize inputs to g_phi's size when they differ
 
-# ---- Training (SPEC.md) ---------------------------------------------------------------
+# ---- Training (docs/METHOD.md §4) -----------------------------------------------------
 EPOCHS="${EPOCHS:-200}"
 BATCH_SIZE_LABELED="${BATCH_SIZE_LABELED:-32}"
 BATCH_SIZE_UNLABELED="${BATCH_SIZE_UNLABELED:-64}"

@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 
-from training.schedulers import LambdaSchedule, cosine_lr_scheduler, ema_decay
+from training.schedulers import LambdaSchedule, cosine_lr_scheduler
 
 
 def test_qar_lambda_at_spec_epochs():
@@ -52,17 +52,6 @@ def test_lambda_initial_value_sigmoid_shape_and_no_ramp():
         LambdaSchedule(0, 1, 0, 1, shape="cosine")
     with pytest.raises(ValueError, match=">= 0"):
         LambdaSchedule(0, 1, -1, 1)
-
-
-def test_ema_decay_linear_warm_up():
-    assert ema_decay(0) == 0.5
-    assert ema_decay(500) == pytest.approx(0.7495)
-    assert ema_decay(999) == pytest.approx(0.5 + 0.499 * 0.999)
-    assert ema_decay(1000) == 0.999 and ema_decay(10**6) == 0.999
-    assert ema_decay(10, final=0.99, start=0.9, warmup_steps=20) == pytest.approx(0.945)
-    assert ema_decay(0, warmup_steps=0) == 0.999
-    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
-        ema_decay(0, final=1.5)
 
 
 def _lrs(step_with_epoch: bool, epochs: int = 10) -> list[float]:

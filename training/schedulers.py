@@ -1,5 +1,5 @@
-"""Schedules of Phase 2 (SPEC.md "Shared settings"): the unsupervised weight lambda(t), the
-EMA teacher's decay and the learning rate."""
+"""Schedules of Phase 2 (docs/METHOD.md §4.2-§4.3): the unsupervised weight lambda(t) and the
+learning rate. (The EMA teacher's decay schedule is models.ema.EMATeacher.decay.)"""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class LambdaSchedule:
     the ramp of Laine & Aila (2017) and Tarvainen & Valpola (2017); it starts at
     exp(-5) ~ 0.0067 of the way, not at 0, as in their code.
 
-    SPEC.md defaults (initial, final, warmup, rampup): QAR (0, 0.01, 30, 40); PL-QW and
+    Defaults (initial, final, warmup, rampup), §4.3: QAR (0, 0.01, 30, 40); PL-QW and
     every baseline (0, 0.25, 15, 30).
     """
 
@@ -53,29 +53,15 @@ class LambdaSchedule:
         )
 
 
-def ema_decay(
-    step: int, final: float = 0.999, start: float = 0.5, warmup_steps: int = 1000
-) -> float:
-    """EMA teacher decay at optimiser step `step` (0-based): rises linearly from `start` to
-    `final` over the first `warmup_steps` steps, then stays at `final` (SPEC.md: 0.5 to
-    0.999 over 1000 steps), so the teacher is not stuck near its random start."""
-    if not (0.0 <= start <= 1.0 and 0.0 <= final <= 1.0):
-        raise ValueError(f"EMA decays must be in [0, 1], got start {start}, final {final}")
-    if warmup_steps <= 0 or step >= warmup_steps:
-        return final
-    return start + (final - start) * max(0, step) / warmup_steps
-
-
 def cosine_lr_scheduler(
     optimizer: torch.optim.Optimizer, epochs: int, eta_min: float = 1e-6
 ) -> torch.optim.lr_scheduler.CosineAnnealingLR:
-    """Cosine annealing from the optimiser's lr to `eta_min` over `epochs` (SPEC.md: AdamW
+    """Cosine annealing from the optimiser's lr to `eta_min` over `epochs` (§4.2: AdamW
     1e-4 -> 1e-6 over the run).
 
     Call `scheduler.step()` once AFTER each epoch, without an argument: epoch 0 runs at the
-    base rate and epoch 1 already lower. The release called `scheduler.step(epoch)` after
-    epoch `epoch`, which recomputed the rate of the epoch just finished, so every epoch ran
-    at the previous epoch's rate and epochs 0 and 1 both ran at the peak (off by one).
+    base rate and epoch 1 already lower (`step(epoch)` would keep epochs 0 and 1 at the
+    peak, §9).
     """
     if int(epochs) < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")

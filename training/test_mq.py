@@ -297,7 +297,6 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         return run(args)
     except (DataError, FileNotFoundError, ValueError) as exc:

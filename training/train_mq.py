@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--num_workers", type=int, default=4)
     d.add_argument("--cache_threads", type=int, default=4, help="threads decoding the image cache")
 
-    v = p.add_argument_group("VQM corruption mix (SPEC.md; must sum to 1)")
+    v = p.add_argument_group("VQM corruption mix (docs/METHOD.md §2.1; must sum to 1)")
     for c in CATEGORIES:
         v.add_argument(f"--{c}_prob", type=float, default=PAPER_CATEGORY_PROBS[c])
     add_bool(

@@ -4,7 +4,7 @@ One training loop (training/train_semisup.py) owns data, optimiser, schedules, m
 precision, evaluation and checkpoints; a method only says what it computes in one step
 (USB's design): `train_step(batch, info) -> (loss, logs)`. Methods register under the
 release's names (`supervised`, `mean_teacher`, ..., `ours_qar`) and declare their own
-command-line flags and their lambda schedule defaults (SPEC.md Phase 2).
+command-line flags and their lambda schedule defaults (docs/METHOD.md §4.3).
 
 Conventions:
 - Networks output logits (B, 1, H, W); probabilities are sigmoid(logits).
@@ -25,8 +25,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from models.ema import EMATeacher
+from models.ema import EMATeacher, unwrap_model
 from training.losses import dice_ce_loss
+from training.methods.quality import add_quality_weight_arguments, quality_weights
 
 # Lambda schedule defaults (initial, final, warmup epochs, ramp-up epochs), docs/METHOD.md §4.3.
 BASELINE_LAMBDA = (0.0, 0.25, 15, 30)
@@ -52,6 +53,24 @@ LAMBDA_VARIABLES = {
     "--lambda_warmup": "LAMBDA_WARMUP_{}",
     "--lambda_rampup": "LAMBDA_RAMPUP_{}",
 }
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One of a method's own command-line flags: `name` with its `default`, whose type is
+    the flag's type, or one of `choices`."""
+
+    name: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        if self.choices is None:
+            kind = {"type": type(self.default)}
+        else:
+            kind = {"choices": list(self.choices)}
+        parser.add_argument(self.name, **kind, default=self.default, help=self.help)
 
 
 class FeatureNet(nn.Module):
@@ -100,6 +119,7 @@ class SSLMethod:
     acronym: ClassVar[str] = ""
     row: ClassVar[int] = 10_000  # position in the paper's tables; the registry's order
     needs_unlabeled: ClassVar[bool] = True
+    # Reads g_phi; such a method also takes tau and T of Eqn 7 (see `add_arguments`).
     uses_quality: ClassVar[bool] = False
     uses_teacher: ClassVar[bool] = False
     num_networks: ClassVar[int] = 1
@@ -107,6 +127,7 @@ class SSLMethod:
     # Which of the release's LAMBDA_* script variables set this method's schedule (None: none).
     lambda_variables: ClassVar[str | None] = "PL_QW"
     script_variables: ClassVar[dict[str, str]] = SCRIPT_VARIABLES
+    flags: ClassVar[tuple[Flag, ...]] = ()  # the method's own flags, in --help order
 
     @classmethod
     def own_flags(cls) -> list[str]:
@@ -128,7 +149,13 @@ class SSLMethod:
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """Declare this method's own flags (called only for the selected method)."""
+        """Declare this method's own flags (called only for the selected method): `flags`,
+        then, for a method that reads g_phi, --quality_threshold and --quality_temperature
+        (tau and T of Eqn 7; QAR takes them only because the release's script passes them)."""
+        for flag in cls.flags:
+            flag.add_to(parser)
+        if cls.uses_quality:
+            add_quality_weight_arguments(parser)
 
     def __init__(
         self,
@@ -183,6 +210,14 @@ class SSLMethod:
         """Eqn 4: DiceCE on the labeled batch."""
         return dice_ce_loss(logits_l, batch.y_l)
 
+    def quality_weighting(
+        self, x_u: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(q, w): g_phi's quality of the hard `labels` of x_u (no gradient) and the sample
+        weights w = q^T 1[q >= tau] of Eqn 7 (--quality_threshold, --quality_temperature)."""
+        q = self.quality(x_u, labels)
+        return q, quality_weights(q, self.args.quality_threshold, self.args.quality_temperature)
+
     @torch.no_grad()
     def teacher_probs(self, x: torch.Tensor) -> torch.Tensor:
         """EMA teacher probabilities (no gradient)."""
@@ -211,12 +246,9 @@ class SSLMethod:
 
 
 def _unwrap(net: nn.Module) -> nn.Module:
-    """The bare segmentation network inside DDP and FeatureNet wrappers."""
-    if hasattr(net, "module"):
-        net = net.module
-    if isinstance(net, FeatureNet):
-        net = net.net
-    return net
+    """The bare segmentation network inside DDP (`unwrap_model`) and FeatureNet wrappers."""
+    net = unwrap_model(net)
+    return unwrap_model(net.net) if isinstance(net, FeatureNet) else net
 
 
 # --------------------------------------------------------------------------------------
