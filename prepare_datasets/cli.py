@@ -159,8 +159,7 @@ def run_preparer(
     return 0
 
 
-def run_root_preparer(
-    argv: Sequence[str] | None,
+def root_preparer(
     name: str,
     description: str,
     root_argument: str,
@@ -168,9 +167,14 @@ def run_root_preparer(
     find_layout: Callable[[str], Layout],
     default_split: str = "0.7,0.1,0.2",
     id_pattern: str | None = None,
-) -> int:
-    """`run_preparer` for a data set read from one folder, given as `root_argument`."""
-    parser = build_parser(name, description, default_split)
-    parser.add_argument(root_argument, required=True, help=root_help)
-    dest = root_argument.lstrip("-")
-    return run_preparer(parser, argv, name, lambda a: find_layout(getattr(a, dest)), id_pattern)
+) -> Callable[[Sequence[str] | None], int]:
+    """The `main(argv)` of a preparer reading one folder, given as `root_argument`:
+    `run_preparer` with `build_parser`'s arguments and that one."""
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        parser = build_parser(name, description, default_split)
+        parser.add_argument(root_argument, required=True, help=root_help)
+        dest = root_argument.lstrip("-")
+        return run_preparer(parser, argv, name, lambda a: find_layout(getattr(a, dest)), id_pattern)
+
+    return main

@@ -19,13 +19,12 @@ the frame numbers).
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
 
 from data.io import DataError
-from prepare_datasets.cli import require_dir, run_root_preparer
+from prepare_datasets.cli import require_dir, root_preparer
 from prepare_datasets.pairing import Layout, find_folder_pair, match_folders
 
 NAME = "CVC-ClinicDB"
@@ -45,10 +44,9 @@ def find_clinicdb(root: str | Path) -> Layout:
     return match_folders(*pair, root)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_root_preparer(
-        argv, NAME, __doc__, "--clinicdb_root", "the unpacked CVC-ClinicDB folder", find_clinicdb
-    )
+main = root_preparer(
+    NAME, __doc__, "--clinicdb_root", "the unpacked CVC-ClinicDB folder", find_clinicdb
+)
 
 
 if __name__ == "__main__":

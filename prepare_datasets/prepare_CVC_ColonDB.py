@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
 
 from data.io import DataError
-from prepare_datasets.cli import require_dir, run_root_preparer
+from prepare_datasets.cli import require_dir, root_preparer
 from prepare_datasets.pairing import (
     Layout,
     find_folder_pair,
@@ -72,10 +71,9 @@ def find_colondb(root: str | Path) -> Layout:
     return layout
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_root_preparer(
-        argv, NAME, __doc__, "--colondb_root", "the unpacked CVC-ColonDB folder", find_colondb
-    )
+main = root_preparer(
+    NAME, __doc__, "--colondb_root", "the unpacked CVC-ColonDB folder", find_colondb
+)
 
 
 if __name__ == "__main__":

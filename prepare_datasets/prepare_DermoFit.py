@@ -18,12 +18,11 @@ name); `--split_from` follows a given split instead (ids are the lesion names, e
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
 
-from prepare_datasets.cli import require_dir, run_root_preparer
+from prepare_datasets.cli import require_dir, root_preparer
 from prepare_datasets.pairing import Layout, list_image_files, match_per_folder
 
 NAME = "DermoFit"
@@ -62,10 +61,9 @@ def find_dermofit(root: str | Path) -> Layout:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_root_preparer(
-        argv, NAME, __doc__, "--dermofit_root", "folder holding the class folders", find_dermofit
-    )
+main = root_preparer(
+    NAME, __doc__, "--dermofit_root", "folder holding the class folders", find_dermofit
+)
 
 
 if __name__ == "__main__":

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
 
 from data.io import DataError
-from prepare_datasets.cli import require_dir, run_root_preparer
+from prepare_datasets.cli import require_dir, root_preparer
 from prepare_datasets.pairing import IMAGE_EXTENSIONS, Layout, Sample, find_named_dir
 
 NAME = "PH2"
@@ -116,17 +115,15 @@ def find_ph2(root: str | Path) -> Layout:
     return layout
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_root_preparer(
-        argv,
-        NAME,
-        __doc__,
-        "--ph2_root",
-        "the unpacked PH2Dataset folder",
-        find_ph2,
-        default_split="140,20,40",
-        id_pattern=ID_PATTERN,
-    )
+main = root_preparer(
+    NAME,
+    __doc__,
+    "--ph2_root",
+    "the unpacked PH2Dataset folder",
+    find_ph2,
+    default_split="140,20,40",
+    id_pattern=ID_PATTERN,
+)
 
 
 if __name__ == "__main__":

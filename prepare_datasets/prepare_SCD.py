@@ -21,12 +21,11 @@ names without `_orig`, prefixed by their folder where two folders share a name).
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path, from any folder
 
-from prepare_datasets.cli import require_dir, run_root_preparer
+from prepare_datasets.cli import require_dir, root_preparer
 from prepare_datasets.pairing import Layout, list_image_files, match_per_folder
 
 NAME = "SCD"
@@ -63,10 +62,7 @@ def find_scd(root: str | Path) -> Layout:
     return layout
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_root_preparer(
-        argv, NAME, __doc__, "--scd_root", "folder holding the unpacked sets", find_scd
-    )
+main = root_preparer(NAME, __doc__, "--scd_root", "folder holding the unpacked sets", find_scd)
 
 
 if __name__ == "__main__":
