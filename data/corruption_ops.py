@@ -312,39 +312,37 @@ def _random_pixel(
     return p % w, p // w
 
 
-def _draw_discs(
-    out: Mask,
-    source: Mask,
+def _with_discs(
+    mask: Mask,
     count: int,
     radius_range: tuple[int, int],
     value: int,
     rng: np.random.Generator,
-) -> None:
-    """Draw `count` filled discs of `value`, centred where `source` is not `value`."""
+) -> Mask:
+    """A copy of `mask` with `count` filled discs of `value`, each centred on a random
+    pixel of `mask` that is not `value` (none when `mask` has no such pixel)."""
+    out = mask.copy()
     for _ in range(count):
-        centre = _random_pixel(source, 1 - value, rng)
+        centre = _random_pixel(mask, 1 - value, rng)
         if centre is None:
-            return
+            break
         r = int(rng.integers(radius_range[0], radius_range[1] + 1))
         cv2.circle(out, centre, r, value, -1)
+    return out
 
 
 def holes(
     mask: Mask, rng: np.random.Generator, num_holes: int, radius_range: tuple[int, int]
 ) -> Mask:
     """Carve discs centred on random foreground pixels (empty stays empty)."""
-    out = mask.copy()
-    _draw_discs(out, mask, num_holes, radius_range, 0, rng)
-    return out
+    return _with_discs(mask, num_holes, radius_range, 0, rng)
 
 
 def islands(
     mask: Mask, rng: np.random.Generator, num_islands: int, radius_range: tuple[int, int]
 ) -> Mask:
     """Add discs centred on random background pixels (full stays full)."""
-    out = mask.copy()
-    _draw_discs(out, mask, num_islands, radius_range, 1, rng)
-    return out
+    return _with_discs(mask, num_islands, radius_range, 1, rng)
 
 
 def holes_and_islands(
