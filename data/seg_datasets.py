@@ -58,9 +58,15 @@ def _decode_index(index: int, length: int, name: str) -> tuple[int, int]:
     return split_index(index, length)
 
 
-class LabeledSegDataset(Dataset):
-    """(image, mask) pairs of a split CSV (`image_path,mask_path`), resized to
-    image_size x image_size (masks nearest) and cached as uint8."""
+class _CachedSegDataset(Dataset):
+    """What both data sets share: the uint8 cache of a CSV's images, decoded once at
+    image_size x image_size (or given as arrays, `from_arrays`), and items by sampler index.
+
+    Subclasses define `_decode` (CSV -> cache arrays) and `_setup` (arrays and settings ->
+    the data set), which both constructors end in.
+    """
+
+    images: np.ndarray
 
     def __init__(
         self,
@@ -69,16 +75,37 @@ class LabeledSegDataset(Dataset):
         augment: bool,
         seed: int = 0,
         num_threads: int = 4,
-        max_rotation: float = 20.0,
-        p_brightness_contrast: float = 0.5,
+        **settings,
     ) -> None:
+        """`settings`: the subclass's own augmentation settings (keywords of `_setup`)."""
         if int(image_size) <= 0:
             raise ValueError(f"image_size must be positive, got {image_size}")
-        split = load_labeled_csv(csv_path)
-        images, masks = load_labeled_arrays(
-            split, int(image_size), num_threads, desc=f"caching {Path(csv_path).name}"
-        )
-        self._setup(images, masks, augment, seed, max_rotation, p_brightness_contrast)
+        csv_path = Path(csv_path)
+        arrays = self._decode(csv_path, int(image_size), num_threads, f"caching {csv_path.name}")
+        self._setup(*arrays, augment, seed, **settings)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _locate(self, index: int) -> tuple[int, int]:
+        """(epoch, image index) of a sampler index."""
+        return _decode_index(index, len(self), type(self).__name__)
+
+
+class LabeledSegDataset(_CachedSegDataset):
+    """(image, mask) pairs of a split CSV (`image_path,mask_path`), resized to
+    image_size x image_size (masks nearest) and cached as uint8.
+
+    `LabeledSegDataset(csv_path, image_size, augment, seed=0, num_threads=4, *,
+    max_rotation=20.0, p_brightness_contrast=0.5)`: rotation range (degrees) and the
+    probability of the brightness/contrast step of the training view.
+    """
+
+    @staticmethod
+    def _decode(
+        csv_path: Path, image_size: int, num_threads: int, desc: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return load_labeled_arrays(load_labeled_csv(csv_path), image_size, num_threads, desc=desc)
 
     @classmethod
     def from_arrays(
@@ -102,8 +129,8 @@ class LabeledSegDataset(Dataset):
         masks: np.ndarray,
         augment: bool,
         seed: int,
-        max_rotation: float,
-        p_brightness_contrast: float,
+        max_rotation: float = 20.0,
+        p_brightness_contrast: float = 0.5,
     ) -> None:
         _check_images(images, "images")
         if not (isinstance(masks, np.ndarray) and masks.dtype == np.uint8):
@@ -118,11 +145,8 @@ class LabeledSegDataset(Dataset):
         self.augment, self.seed = bool(augment), int(seed)
         self.max_rotation, self.p_brightness_contrast = float(max_rotation), p_brightness_contrast
 
-    def __len__(self) -> int:
-        return len(self.images)
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        epoch, i = _decode_index(index, len(self), type(self).__name__)
+        epoch, i = self._locate(index)
         image, mask = self.images[i], self.masks[i]
         if self.augment:
             rng = sample_rng(self.seed, epoch, i)
@@ -135,29 +159,17 @@ class LabeledSegDataset(Dataset):
         return {"image": _chw_tensor(image), "mask": torch.from_numpy(mask)[None], "index": i}
 
 
-class UnlabeledSegDataset(Dataset):
+class UnlabeledSegDataset(_CachedSegDataset):
     """Images of an unlabeled CSV: `img_path` (the release's colonoscopy CSV, or its ISIC
-    subset CSVs with their metadata columns) or `image_path`, resized and cached as uint8."""
+    subset CSVs with their metadata columns) or `image_path`, resized and cached as uint8.
 
-    def __init__(
-        self,
-        csv_path: str | Path,
-        image_size: int,
-        augment: bool,
-        seed: int = 0,
-        num_threads: int = 4,
-    ) -> None:
-        if int(image_size) <= 0:
-            raise ValueError(f"image_size must be positive, got {image_size}")
+    `UnlabeledSegDataset(csv_path, image_size, augment, seed=0, num_threads=4)`.
+    """
+
+    @staticmethod
+    def _decode(csv_path: Path, image_size: int, num_threads: int, desc: str) -> tuple[np.ndarray]:
         paths = load_unlabeled_csv(csv_path)
-        images = load_image_array(
-            paths,
-            int(image_size),
-            num_threads,
-            desc=f"caching {Path(csv_path).name}",
-            csv_path=Path(csv_path),
-        )
-        self._setup(images, augment, seed)
+        return (load_image_array(paths, image_size, num_threads, desc=desc, csv_path=csv_path),)
 
     @classmethod
     def from_arrays(cls, images: np.ndarray, augment: bool, seed: int = 0) -> UnlabeledSegDataset:
@@ -170,11 +182,8 @@ class UnlabeledSegDataset(Dataset):
         _check_images(images, "images")
         self.images, self.augment, self.seed = images, bool(augment), int(seed)
 
-    def __len__(self) -> int:
-        return len(self.images)
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        epoch, i = _decode_index(index, len(self), type(self).__name__)
+        epoch, i = self._locate(index)
         image = self.images[i]
         if self.augment:
             image = random_flips(image, sample_rng(self.seed, epoch, i))
