@@ -146,7 +146,7 @@ def test_losses_are_float32_under_autocast():
     reference = L.dice_ce_loss(logits.bfloat16().float(), gt)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = L.dice_ce_loss(logits.bfloat16(), gt.bfloat16())
-        mse = L.mse_consistency(torch.sigmoid(logits).bfloat16(), gt, per_sample=True)
+        mse = L.consistency_loss("mse", torch.sigmoid(logits).bfloat16(), gt, per_sample=True)
     assert out.dtype == torch.float32 and mse.dtype == torch.float32
     assert out.item() == pytest.approx(reference.item(), rel=1e-6)
     half = L.dice_ce_loss(logits.half(), gt.half())  # fp16 inputs outside autocast too
@@ -188,21 +188,21 @@ def test_consistency_losses_known_answers():
     ps = torch.tensor([[[[0.2, 0.8]]], [[[0.5, 0.5]]]], requires_grad=True)
     pt = torch.tensor([[[[0.2, 0.4]]], [[[0.0, 1.0]]]], requires_grad=True)
     # squared errors: sample 0 (0, 0.16), sample 1 (0.25, 0.25)
-    per = L.mse_consistency(ps, pt, per_sample=True)
+    per = L.consistency_loss("mse", ps, pt, per_sample=True)
     torch.testing.assert_close(per, torch.tensor([0.08, 0.25]))
-    total = L.mse_consistency(ps, pt)
+    total = L.consistency_loss("mse", ps, pt)
     assert total.item() == pytest.approx(0.165)
     total.backward()
     assert pt.grad is None and ps.grad is not None  # the teacher is a target
     keep = torch.tensor([[[[0.0, 1.0]]], [[[0.0, 0.0]]]])
-    assert L.mse_consistency(ps, pt, keep).item() == pytest.approx(0.16)
+    assert L.consistency_loss("mse", ps, pt, keep).item() == pytest.approx(0.16)
     torch.testing.assert_close(
-        L.mse_consistency(ps, pt, keep, per_sample=True), torch.tensor([0.16, 0.0])
+        L.consistency_loss("mse", ps, pt, keep, per_sample=True), torch.tensor([0.16, 0.0])
     )
-    assert L.kl_consistency(ps, ps.detach()).item() == pytest.approx(0.0, abs=1e-6)
+    assert L.consistency_loss("kl", ps, ps.detach()).item() == pytest.approx(0.0, abs=1e-6)
     p, q = 0.8, 0.4  # KL(Bern(q) || Bern(p)) for pixel 2 of sample 0
     kl = q * math.log(q / p) + (1 - q) * math.log((1 - q) / (1 - p))
-    per_kl = L.kl_consistency(ps, pt, per_sample=True)
+    per_kl = L.consistency_loss("kl", ps, pt, per_sample=True)
     assert per_kl[0].item() == pytest.approx(kl / 2, rel=1e-5)
     assert torch.isfinite(per_kl).all()  # saturated teacher (0 and 1) stays finite
 

@@ -156,37 +156,41 @@ def _reduce_pixels(
     return _safe_ratio((values * w).sum(), w.sum())
 
 
-@_float32
-def mse_consistency(
-    p_student: torch.Tensor,
-    p_teacher: torch.Tensor,
-    pixel_weight: torch.Tensor | None = None,
-    per_sample: bool = False,
-) -> torch.Tensor:
-    """(p_s - p_t)^2 averaged over pixels (MT, ICT; UA-MT over the kept pixels), between
-    sigmoid probabilities of one channel; the teacher is detached. Scalar, or (B,) with
-    per_sample=True (the -QW variants weight it with Eqn 8)."""
-    ps, pt = _flat_pair(p_student, p_teacher, ("p_student", "p_teacher"))
-    return _reduce_pixels((ps - pt.detach()) ** 2, pixel_weight, per_sample)
+def _squared_error(ps: torch.Tensor, pt: torch.Tensor) -> torch.Tensor:
+    """(p_s - p_t)^2 per pixel (MT, ICT; the release's CONSISTENCY_TYPE mse)."""
+    return (ps - pt) ** 2
 
 
-@_float32
-def kl_consistency(
-    p_student: torch.Tensor,
-    p_teacher: torch.Tensor,
-    pixel_weight: torch.Tensor | None = None,
-    per_sample: bool = False,
-    eps: float = 1e-6,
-) -> torch.Tensor:
+def _bernoulli_kl(ps: torch.Tensor, pt: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """KL(teacher || student) of the per-pixel Bernoulli distributions,
-    p_t log(p_t / p_s) + (1 - p_t) log((1 - p_t) / (1 - p_s)), averaged like
-    `mse_consistency` (the release's CONSISTENCY_TYPE kl). Probabilities are clamped to
-    [eps, 1 - eps] so saturated sigmoids give finite values."""
-    ps, pt = _flat_pair(p_student, p_teacher, ("p_student", "p_teacher"))
+    p_t log(p_t / p_s) + (1 - p_t) log((1 - p_t) / (1 - p_s)) (CONSISTENCY_TYPE kl).
+    Probabilities are clamped to [eps, 1 - eps] so saturated sigmoids give finite values."""
     ps = ps.clamp(eps, 1.0 - eps)
-    pt = pt.detach().clamp(eps, 1.0 - eps)
-    kl = pt * (pt.log() - ps.log()) + (1.0 - pt) * (torch.log1p(-pt) - torch.log1p(-ps))
-    return _reduce_pixels(kl, pixel_weight, per_sample)
+    pt = pt.clamp(eps, 1.0 - eps)
+    return pt * (pt.log() - ps.log()) + (1.0 - pt) * (torch.log1p(-pt) - torch.log1p(-ps))
+
+
+# The per-pixel distances of the consistency losses, by the release's CONSISTENCY_TYPE.
+CONSISTENCY_DISTANCES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "mse": _squared_error,
+    "kl": _bernoulli_kl,
+}
+
+
+@_float32
+def consistency_loss(
+    kind: str,
+    p_student: torch.Tensor,
+    p_teacher: torch.Tensor,
+    pixel_weight: torch.Tensor | None = None,
+    per_sample: bool = False,
+) -> torch.Tensor:
+    """The `kind` ("mse" or "kl", `CONSISTENCY_DISTANCES`) distance between sigmoid
+    probabilities of one channel, averaged over pixels (MT, ICT; UA-MT over the kept
+    pixels); the teacher is detached. Scalar, or (B,) with per_sample=True (the -QW
+    variants weight it with Eqn 8)."""
+    ps, pt = _flat_pair(p_student, p_teacher, ("p_student", "p_teacher"))
+    return _reduce_pixels(CONSISTENCY_DISTANCES[kind](ps, pt.detach()), pixel_weight, per_sample)
 
 
 @_float32

@@ -210,6 +210,14 @@ class SSLMethod:
         """Eqn 4: DiceCE on the labeled batch."""
         return dice_ce_loss(logits_l, batch.y_l)
 
+    @staticmethod
+    def objective(
+        info: StepInfo, loss_sup: torch.Tensor, loss_unsup: torch.Tensor, logs: Logs
+    ) -> tuple[torch.Tensor, Logs]:
+        """L = L_sup + lambda(t) L_u, and the step's logs: both terms, then `logs`."""
+        loss = loss_sup + info.lam * loss_unsup
+        return loss, {"loss_sup": loss_sup.detach(), "loss_unsup": loss_unsup.detach(), **logs}
+
     def quality_weighting(
         self, x_u: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,21 +26,15 @@ publish its contrastive baseline; the design below is this project's reference c
 
 from __future__ import annotations
 
-import argparse
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from training.losses import bce_per_sample
-from training.methods.base import Batch, Logs, StepInfo, register
+from training.methods.base import Batch, Flag, Logs, StepInfo, register
 from training.methods.pseudo_label import PseudoLabel
-from training.methods.quality import (
-    add_quality_weight_arguments,
-    quality_weights,
-    weight_logs,
-    weighted_mean,
-)
+from training.methods.quality import weight_logs, weighted_mean
 
 
 def pixel_info_nce(
@@ -113,34 +107,13 @@ class Contrastive(PseudoLabel):
         **PseudoLabel.script_variables,
         "--confidence_threshold": "CONFIDENCE_THRESHOLD_CONTRAST",
     }
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        super().add_arguments(parser)
-        parser.add_argument(
-            "--lambda_contrast",
-            type=float,
-            default=0.1,
-            help="lambda_c, weight of the pixel InfoNCE",
-        )
-        parser.add_argument(
-            "--contrast_temperature",
-            type=float,
-            default=0.1,
-            help="InfoNCE temperature on cosine similarities",
-        )
-        parser.add_argument(
-            "--num_negatives",
-            type=int,
-            default=256,
-            help="negatives per anchor, drawn from the other class",
-        )
-        parser.add_argument(
-            "--num_anchors",
-            type=int,
-            default=256,
-            help="anchors per class and step (reference choice)",
-        )
+    flags = (
+        *PseudoLabel.flags,
+        Flag("--lambda_contrast", 0.1, "lambda_c, weight of the pixel InfoNCE"),
+        Flag("--contrast_temperature", 0.1, "InfoNCE temperature on cosine similarities"),
+        Flag("--num_negatives", 256, "negatives per anchor, drawn from the other class"),
+        Flag("--num_anchors", 256, "anchors per class and step (reference choice)"),
+    )
 
     def train_step(self, batch: Batch, info: StepInfo) -> tuple[torch.Tensor, Logs]:
         hard, _, keep = self.pseudo_labels(batch.x_u)
@@ -163,15 +136,8 @@ class Contrastive(PseudoLabel):
             self.args.num_negatives,
         )
         loss_u = loss_pl + self.args.lambda_contrast * loss_nce
-        loss = loss_sup + info.lam * loss_u
-        return loss, {
-            "loss_sup": loss_sup.detach(),
-            "loss_unsup": loss_u.detach(),
-            "loss_pl": loss_pl.detach(),
-            "loss_contrast": loss_nce.detach(),
-            **logs,
-            **nce_logs,
-        }
+        terms = {"loss_pl": loss_pl.detach(), "loss_contrast": loss_nce.detach()}
+        return self.objective(info, loss_sup, loss_u, {**terms, **logs, **nce_logs})
 
 
 @register
@@ -190,16 +156,10 @@ class ContrastiveQuality(Contrastive):
     row = 120
     uses_quality = True
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        super().add_arguments(parser)
-        add_quality_weight_arguments(parser)
-
     def pseudo_label_loss(
         self, batch: Batch, logits_u: torch.Tensor, hard: torch.Tensor, keep: torch.Tensor
     ) -> tuple[torch.Tensor, Logs]:
-        q = self.quality(batch.x_u, hard)
-        w = quality_weights(q, self.args.quality_threshold, self.args.quality_temperature)
+        q, w = self.quality_weighting(batch.x_u, hard)
         has_pixels = (keep.flatten(1).sum(1) > 0).float()
         loss = weighted_mean(bce_per_sample(logits_u, hard, keep), w * has_pixels)
         return loss, {"kept_pixel_fraction": keep.mean(), **weight_logs(q, w)}

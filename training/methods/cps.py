@@ -7,18 +7,11 @@ labels on unlabeled images. One optimiser updates both; there is no EMA teacher.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 from training.losses import bce_per_sample
 from training.methods.base import Batch, Logs, SSLMethod, StepInfo, register
-from training.methods.quality import (
-    add_quality_weight_arguments,
-    quality_weights,
-    weight_logs,
-    weighted_mean,
-)
+from training.methods.quality import weight_logs, weighted_mean
 
 
 @register
@@ -85,20 +78,13 @@ class CrossPseudoSupervisionQuality(CrossPseudoSupervision):
     row = 100
     uses_quality = True
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        add_quality_weight_arguments(parser)
-
     def cross_terms(
         self, batch: Batch, logits_a: torch.Tensor, logits_b: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, Logs]:
         hard_a = (logits_a.detach() > 0).float()
         hard_b = (logits_b.detach() > 0).float()
-        tau, temp = self.args.quality_threshold, self.args.quality_temperature
-        q_a = self.quality(batch.x_u, hard_a)
-        q_b = self.quality(batch.x_u, hard_b)
-        w_a = quality_weights(q_a, tau, temp)
-        w_b = quality_weights(q_b, tau, temp)
+        q_a, w_a = self.quality_weighting(batch.x_u, hard_a)
+        q_b, w_b = self.quality_weighting(batch.x_u, hard_b)
         loss_a = weighted_mean(bce_per_sample(logits_a, hard_b), w_b)
         loss_b = weighted_mean(bce_per_sample(logits_b, hard_a), w_a)
         logs = {

@@ -7,18 +7,11 @@ mixed sample by the same mix of the two images' quality weights (Eqn 7).
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from training.methods.base import Batch, Logs, SSLMethod, StepInfo, register
-from training.methods.mean_teacher import add_consistency_type_argument, consistency_loss
-from training.methods.quality import (
-    add_quality_weight_arguments,
-    quality_weights,
-    weight_logs,
-    weighted_mean,
-)
+from training.methods.base import Batch, Flag, Logs, SSLMethod, StepInfo, register
+from training.methods.mean_teacher import CONSISTENCY_TYPE, consistency_term
+from training.methods.quality import weight_logs
 
 
 def mix(a: torch.Tensor, perm: torch.Tensor, lam_mix: float) -> torch.Tensor:
@@ -46,13 +39,7 @@ class InterpolationConsistency(SSLMethod):
     acronym = "ICT"
     row = 70
     uses_teacher = True
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--ict_alpha", type=float, default=1.0, help="lam_mix ~ Beta(alpha, alpha)"
-        )
-        add_consistency_type_argument(parser)
+    flags = (Flag("--ict_alpha", 1.0, "lam_mix ~ Beta(alpha, alpha)"), CONSISTENCY_TYPE)
 
     def sample_mix(self, n: int, device: torch.device) -> tuple[float, torch.Tensor]:
         """(lam_mix, partner of each sample) for this step.
@@ -68,17 +55,11 @@ class InterpolationConsistency(SSLMethod):
         perm[sigma] = sigma.roll(-1)
         return lam_mix, perm.to(device)
 
-    def unsupervised(
-        self,
-        batch: Batch,
-        p_s: torch.Tensor,
-        target: torch.Tensor,
-        p_t: torch.Tensor,
-        lam_mix: float,
-        perm: torch.Tensor,
-    ) -> tuple[torch.Tensor, Logs]:
-        """Consistency of the student on the mix with the mixed teacher target."""
-        return consistency_loss(self.args.consistency_type, p_s, target), {}
+    def sample_weights(
+        self, batch: Batch, p_t: torch.Tensor, lam_mix: float, perm: torch.Tensor
+    ) -> tuple[torch.Tensor | None, Logs]:
+        """Weights of the mixed samples (None: unweighted) and their logs."""
+        return None, {}
 
     def train_step(self, batch: Batch, info: StepInfo) -> tuple[torch.Tensor, Logs]:
         lam_mix, perm = self.sample_mix(len(batch.x_u), batch.x_u.device)
@@ -86,16 +67,10 @@ class InterpolationConsistency(SSLMethod):
         target = mix(p_t, perm, lam_mix)
         logits_l, logits_mix = self.student_forward(batch, x_u=mix(batch.x_u, perm, lam_mix))
         loss_sup = self.supervised(logits_l, batch)
-        loss_u, u_logs = self.unsupervised(
-            batch, torch.sigmoid(logits_mix.float()), target, p_t, lam_mix, perm
-        )
-        loss = loss_sup + info.lam * loss_u
-        return loss, {
-            "loss_sup": loss_sup.detach(),
-            "loss_unsup": loss_u.detach(),
-            "lam_mix": lam_mix,
-            **u_logs,
-        }
+        p_s = torch.sigmoid(logits_mix.float())
+        w_mix, u_logs = self.sample_weights(batch, p_t, lam_mix, perm)
+        loss_u = consistency_term(self.args.consistency_type, p_s, target, sample_weights=w_mix)
+        return self.objective(info, loss_sup, loss_u, {"lam_mix": lam_mix, **u_logs})
 
 
 @register
@@ -112,22 +87,8 @@ class InterpolationConsistencyQuality(InterpolationConsistency):
     row = 80
     uses_quality = True
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        super().add_arguments(parser)
-        add_quality_weight_arguments(parser)
-
-    def unsupervised(
-        self,
-        batch: Batch,
-        p_s: torch.Tensor,
-        target: torch.Tensor,
-        p_t: torch.Tensor,
-        lam_mix: float,
-        perm: torch.Tensor,
-    ) -> tuple[torch.Tensor, Logs]:
-        q = self.quality(batch.x_u, (p_t > 0.5).float())
-        w = quality_weights(q, self.args.quality_threshold, self.args.quality_temperature)
-        w_mix = mix(w, perm, lam_mix)
-        per_sample = consistency_loss(self.args.consistency_type, p_s, target, per_sample=True)
-        return weighted_mean(per_sample, w_mix), weight_logs(q, w)
+    def sample_weights(
+        self, batch: Batch, p_t: torch.Tensor, lam_mix: float, perm: torch.Tensor
+    ) -> tuple[torch.Tensor | None, Logs]:
+        q, w = self.quality_weighting(batch.x_u, (p_t > 0.5).float())
+        return mix(w, perm, lam_mix), weight_logs(q, w)

@@ -7,7 +7,7 @@ which pixels or samples count:
 - UA-MT (Yu et al. 2019): pixels where the teacher is certain under input noise.
 - MT-QW: every pixel, samples weighted by g_phi on the teacher's hard labels (Eqns 7-8).
 
-The consistency helpers are shared with ICT (training/methods/ict.py).
+The consistency flag and term are shared with ICT (training/methods/ict.py).
 """
 
 from __future__ import annotations
@@ -19,39 +19,33 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.losses import kl_consistency, mse_consistency
-from training.methods.base import Batch, Logs, SSLMethod, StepInfo, register
-from training.methods.quality import (
-    add_quality_weight_arguments,
-    quality_weights,
-    weight_logs,
-    weighted_mean,
+from training.losses import CONSISTENCY_DISTANCES, consistency_loss
+from training.methods.base import Batch, Flag, Logs, SSLMethod, StepInfo, register
+from training.methods.quality import weight_logs, weighted_mean
+
+# --consistency_type mse|kl (the release's CONSISTENCY_TYPE, mse).
+CONSISTENCY_TYPE = Flag(
+    "--consistency_type",
+    "mse",
+    "distance between student and teacher probabilities",
+    choices=tuple(sorted(CONSISTENCY_DISTANCES)),
 )
 
-CONSISTENCY_LOSSES = {"mse": mse_consistency, "kl": kl_consistency}
 
-
-def add_consistency_type_argument(parser: argparse.ArgumentParser) -> None:
-    """--consistency_type mse|kl (the release's CONSISTENCY_TYPE, mse)."""
-    parser.add_argument(
-        "--consistency_type",
-        choices=sorted(CONSISTENCY_LOSSES),
-        default="mse",
-        help="distance between student and teacher probabilities",
-    )
-
-
-def consistency_loss(
+def consistency_term(
     kind: str,
     p_student: torch.Tensor,
     p_teacher: torch.Tensor,
     pixel_weight: torch.Tensor | None = None,
-    per_sample: bool = False,
+    sample_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """MSE or KL consistency between sigmoid probabilities (training/losses.py)."""
-    return CONSISTENCY_LOSSES[kind](
-        p_student, p_teacher, pixel_weight=pixel_weight, per_sample=per_sample
-    )
+    """The consistency loss (`kind` mse or kl): the mean over all (or the kept) pixels, or
+    with `sample_weights` w_j the Eqn 8 mean sum_j w_j D_j / sum_j w_j of the per-sample
+    losses D_j (the -QW variants; 0 when every w_j is 0)."""
+    if sample_weights is None:
+        return consistency_loss(kind, p_student, p_teacher, pixel_weight)
+    per_sample = consistency_loss(kind, p_student, p_teacher, pixel_weight, per_sample=True)
+    return weighted_mean(per_sample, sample_weights)
 
 
 def add_noise(x: torch.Tensor, std: float, clip: float) -> torch.Tensor:
@@ -90,19 +84,11 @@ class MeanTeacher(SSLMethod):
     acronym = "MT"
     row = 40
     uses_teacher = True
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        add_consistency_type_argument(parser)
-        parser.add_argument(
-            "--teacher_noise_std",
-            type=float,
-            default=0.1,
-            help="std of the teacher's Gaussian input noise",
-        )
-        parser.add_argument(
-            "--teacher_noise_clip", type=float, default=0.2, help="the noise is clipped to +- this"
-        )
+    flags = (
+        CONSISTENCY_TYPE,
+        Flag("--teacher_noise_std", 0.1, "std of the teacher's Gaussian input noise"),
+        Flag("--teacher_noise_clip", 0.2, "the noise is clipped to +- this"),
+    )
 
     def teacher_target(
         self, x_u: torch.Tensor, info: StepInfo
@@ -111,24 +97,18 @@ class MeanTeacher(SSLMethod):
         noisy = add_noise(x_u, self.args.teacher_noise_std, self.args.teacher_noise_clip)
         return self.teacher_probs(noisy), None, {}
 
-    def unsupervised(
-        self, batch: Batch, p_s: torch.Tensor, p_t: torch.Tensor, mask: torch.Tensor | None
-    ) -> tuple[torch.Tensor, Logs]:
-        """The consistency term and its logs (MT-QW weights it per sample)."""
-        return consistency_loss(self.args.consistency_type, p_s, p_t, mask), {}
+    def sample_weights(self, batch: Batch, p_t: torch.Tensor) -> tuple[torch.Tensor | None, Logs]:
+        """Per-sample weights of the consistency term (None: unweighted) and their logs."""
+        return None, {}
 
     def train_step(self, batch: Batch, info: StepInfo) -> tuple[torch.Tensor, Logs]:
         p_t, mask, logs = self.teacher_target(batch.x_u, info)
         logits_l, logits_u = self.student_forward(batch)
         loss_sup = self.supervised(logits_l, batch)
-        loss_u, u_logs = self.unsupervised(batch, torch.sigmoid(logits_u.float()), p_t, mask)
-        loss = loss_sup + info.lam * loss_u
-        return loss, {
-            "loss_sup": loss_sup.detach(),
-            "loss_unsup": loss_u.detach(),
-            **logs,
-            **u_logs,
-        }
+        p_s = torch.sigmoid(logits_u.float())
+        w, u_logs = self.sample_weights(batch, p_t)
+        loss_u = consistency_term(self.args.consistency_type, p_s, p_t, mask, w)
+        return self.objective(info, loss_sup, loss_u, {**logs, **u_logs})
 
 
 @register
@@ -152,25 +132,12 @@ class UncertaintyAwareMeanTeacher(MeanTeacher):
     name = "ua_mt"
     acronym = "UA-MT"
     row = 50
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        add_consistency_type_argument(parser)
-        parser.add_argument(
-            "--uamt_passes",
-            type=int,
-            default=8,
-            help="noisy teacher passes T for the uncertainty estimate",
-        )
-        parser.add_argument(
-            "--uamt_noise_std",
-            type=float,
-            default=0.1,
-            help="std of the Gaussian input noise of each pass",
-        )
-        parser.add_argument(
-            "--uamt_noise_clip", type=float, default=0.2, help="the noise is clipped to +- this"
-        )
+    flags = (
+        CONSISTENCY_TYPE,
+        Flag("--uamt_passes", 8, "noisy teacher passes T for the uncertainty estimate"),
+        Flag("--uamt_noise_std", 0.1, "std of the Gaussian input noise of each pass"),
+        Flag("--uamt_noise_clip", 0.2, "the noise is clipped to +- this"),
+    )
 
     def __init__(
         self, args: argparse.Namespace, networks: list[nn.Module], quality: Any | None = None
@@ -212,15 +179,6 @@ class MeanTeacherQuality(MeanTeacher):
     row = 60
     uses_quality = True
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        super().add_arguments(parser)
-        add_quality_weight_arguments(parser)
-
-    def unsupervised(
-        self, batch: Batch, p_s: torch.Tensor, p_t: torch.Tensor, mask: torch.Tensor | None
-    ) -> tuple[torch.Tensor, Logs]:
-        q = self.quality(batch.x_u, (p_t > 0.5).float())
-        w = quality_weights(q, self.args.quality_threshold, self.args.quality_temperature)
-        per_sample = consistency_loss(self.args.consistency_type, p_s, p_t, mask, per_sample=True)
-        return weighted_mean(per_sample, w), weight_logs(q, w)
+    def sample_weights(self, batch: Batch, p_t: torch.Tensor) -> tuple[torch.Tensor | None, Logs]:
+        q, w = self.quality_weighting(batch.x_u, (p_t > 0.5).float())
+        return w, weight_logs(q, w)

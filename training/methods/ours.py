@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 from training.losses import dice_ce_per_sample, qar_loss
 from training.methods.base import QAR_LAMBDA, Batch, Logs, SSLMethod, StepInfo, register
-from training.methods.quality import add_quality_weight_arguments, quality_weights, weighted_mean
+from training.methods.quality import quality_weights, weighted_mean
 
 
 @register
@@ -26,12 +24,9 @@ class QualityAwareRegularisation(SSLMethod):
     uses_quality = True
     lambda_defaults = QAR_LAMBDA
     lambda_variables = "QAR"
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        # Accepted for compatibility with the release's script, which passes them; QAR
-        # itself does not threshold or weight.
-        add_quality_weight_arguments(parser)
+    # Like every method that reads g_phi, QAR takes --quality_threshold and
+    # --quality_temperature (the release's script passes them); it neither thresholds
+    # nor weights.
 
     def train_step(self, batch: Batch, info: StepInfo) -> tuple[torch.Tensor, Logs]:
         logits_l, logits_u = self.student_forward(batch)
@@ -62,10 +57,6 @@ class QualityWeightedPseudoLabels(SSLMethod):
     uses_quality = True
     uses_teacher = True
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        add_quality_weight_arguments(parser)
-
     # Which sample score weights the pseudo-labels (PL-C overrides these three).
     score_name = "mean_quality"
 
@@ -85,10 +76,5 @@ class QualityWeightedPseudoLabels(SSLMethod):
         logits_l, logits_u = self.student_forward(batch)
         loss_sup = self.supervised(logits_l, batch)
         loss_qw = weighted_mean(dice_ce_per_sample(logits_u, hard), w)
-        loss = loss_sup + info.lam * loss_qw
-        return loss, {
-            "loss_sup": loss_sup.detach(),
-            "loss_unsup": loss_qw.detach(),
-            self.score_name: q.detach().float().mean(),
-            "kept_fraction": (w > 0).float().mean(),
-        }
+        logs = {self.score_name: q.detach().float().mean(), "kept_fraction": (w > 0).float().mean()}
+        return self.objective(info, loss_sup, loss_qw, logs)

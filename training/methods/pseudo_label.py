@@ -14,25 +14,21 @@ baselines.
 
 from __future__ import annotations
 
-import argparse
 from typing import ClassVar
 
 import torch
 
 from training.losses import masked_bce
-from training.methods.base import Batch, Logs, SSLMethod, StepInfo, register
+from training.methods.base import Batch, Flag, Logs, SSLMethod, StepInfo, register
 from training.methods.ours import QualityWeightedPseudoLabels
 
-
-def add_confidence_threshold_argument(parser: argparse.ArgumentParser) -> None:
-    """--confidence_threshold (the release's CONFIDENCE_THRESHOLD_PSEUDO*, 0.9)."""
-    parser.add_argument(
-        "--confidence_threshold",
-        type=float,
-        default=0.9,
-        help="pixel confidence max(p, 1-p) a pseudo-label needs to count (PL-T, CL) or "
-        "mean confidence a sample needs to be kept (PL-C)",
-    )
+# --confidence_threshold (the release's CONFIDENCE_THRESHOLD_PSEUDO*, 0.9).
+CONFIDENCE_THRESHOLD = Flag(
+    "--confidence_threshold",
+    0.9,
+    "pixel confidence max(p, 1-p) a pseudo-label needs to count (PL-T, CL) or "
+    "mean confidence a sample needs to be kept (PL-C)",
+)
 
 
 def teacher_pseudo_labels(
@@ -64,10 +60,7 @@ class PseudoLabel(SSLMethod):
     acronym = "PL-T"
     row = 20
     uses_teacher = True
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        add_confidence_threshold_argument(parser)
+    flags = (CONFIDENCE_THRESHOLD,)
 
     def pseudo_labels(self, x_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The teacher's (hard labels, pixel confidence, kept-pixel mask) on x_u."""
@@ -84,8 +77,7 @@ class PseudoLabel(SSLMethod):
         logits_l, logits_u = self.student_forward(batch)
         loss_sup = self.supervised(logits_l, batch)
         loss_pl, logs = self.pseudo_label_loss(batch, logits_u, hard, keep)
-        loss = loss_sup + info.lam * loss_pl
-        return loss, {"loss_sup": loss_sup.detach(), "loss_unsup": loss_pl.detach(), **logs}
+        return self.objective(info, loss_sup, loss_pl, logs)
 
 
 @register
@@ -108,17 +100,15 @@ class PseudoLabelSampleReweighting(QualityWeightedPseudoLabels):
         "--confidence_threshold": "CONFIDENCE_THRESHOLD_PSEUDO_SR",
     }
     uses_quality = False
-    score_name = "mean_confidence"
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        add_confidence_threshold_argument(parser)
-        parser.add_argument(
+    flags = (
+        CONFIDENCE_THRESHOLD,
+        Flag(
             "--confidence_temperature",
-            type=float,
-            default=2.0,
-            help="T in w = c^T 1[c >= threshold] (the release's CONFIDENCE_TEMPERATURE_PSEUDO_SR)",
-        )
+            2.0,
+            "T in w = c^T 1[c >= threshold] (the release's CONFIDENCE_TEMPERATURE_PSEUDO_SR)",
+        ),
+    )
+    score_name = "mean_confidence"
 
     def sample_scores(self, batch: Batch, probs: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
         """c_j: the teacher's mean pixel confidence max(p, 1 - p)."""
