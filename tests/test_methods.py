@@ -1,11 +1,20 @@
 """Every registered SSL method (SPEC.md Phase 2): a few optimisation steps on tiny tensors
 move the student, give finite losses with the unsupervised term active, and leave g_phi
-bit-identical; plus known-answer checks of the pieces each method adds."""
+bit-identical; the flags the release's script variables give each method; plus
+known-answer checks of the pieces each method adds.
+
+Per-method tests iterate the registry (`METHODS`); `PAPER_METHODS` is the one
+hand-written reference, checked against it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +23,7 @@ import training.methods  # noqa: F401 - registers every method
 from data.vqm_generator import VQMConfig
 from models.quality_predictor import QualityPredictor, QualityPredictorConfig, quality_checkpoint
 from models.seg_models import create_seg_model
+from training.losses import consistency_loss
 from training.methods.base import METHODS, Batch, FeatureNet, SSLMethod, StepInfo, get_method
 from training.methods.contrastive import pixel_info_nce
 from training.methods.cps import CrossPseudoSupervision
@@ -22,29 +32,30 @@ from training.methods.mean_teacher import (
     MeanTeacher,
     binary_entropy,
     certain_pixels,
-    consistency_loss,
     uncertainty_threshold,
 )
+from training.methods.pseudo_label import PseudoLabel
 from training.methods.quality import QualityScorer, quality_weights, weighted_mean
 
 SIZE = 32
 ACTIVE = StepInfo(step=0, epoch=20.0, lam=0.5, ramp=0.5)  # unsupervised term switched on
-EXPECTED = {
-    "ours_qar": "QAR",
-    "ours_pl_qw": "PL-QW",
-    "supervised": "SUP",
-    "pseudo_label": "PL-T",
-    "pseudo_label_sample_reweighting": "PL-C",
-    "mean_teacher": "MT",
-    "ua_mt": "UA-MT",
-    "mean_teacher_quality": "MT-QW",
-    "ict": "ICT",
-    "ict_quality": "ICT-QW",
-    "cps": "CPS",
-    "cps_quality_weighted": "CPS-QW",
-    "contrastive": "CL",
-    "contrastive_quality": "CL-QW",
-}
+# The reference: the paper's 14 methods (the release's names) in the row order of its tables.
+PAPER_METHODS = [
+    ("supervised", "SUP"),
+    ("pseudo_label", "PL-T"),
+    ("pseudo_label_sample_reweighting", "PL-C"),
+    ("mean_teacher", "MT"),
+    ("ua_mt", "UA-MT"),
+    ("mean_teacher_quality", "MT-QW"),
+    ("ict", "ICT"),
+    ("ict_quality", "ICT-QW"),
+    ("cps", "CPS"),
+    ("cps_quality_weighted", "CPS-QW"),
+    ("contrastive", "CL"),
+    ("contrastive_quality", "CL-QW"),
+    ("ours_qar", "QAR"),
+    ("ours_pl_qw", "PL-QW"),
+]
 # An untrained teacher's mean confidence (about 0.8 here) never reaches PL-C's 0.9: lower it
 # so that the sample-weighted term is active in the step test.
 STEP_TEST_FLAGS = {"pseudo_label_sample_reweighting": ("--confidence_threshold", "0.5")}
@@ -126,55 +137,59 @@ def unsup_term(logs: dict) -> torch.Tensor:
 # --------------------------------------------------------------------------------------
 
 
-def test_registry_has_all_fourteen_methods():
-    assert {name: cls.acronym for name, cls in METHODS.items()} == EXPECTED
+def test_registry_holds_the_papers_fourteen_methods_in_row_order():
+    assert [(name, cls.acronym) for name, cls in METHODS.items()] == PAPER_METHODS
+    assert all(name == cls.name for name, cls in METHODS.items())
     assert [n for n, c in METHODS.items() if not c.needs_unlabeled] == ["supervised"]
     assert [n for n, c in METHODS.items() if c.num_networks != 1] == [
         "cps",
         "cps_quality_weighted",
     ]
     quality = {n for n, c in METHODS.items() if c.uses_quality}
-    assert quality == {n for n in EXPECTED if n.startswith("ours") or "quality" in n}
+    assert quality == {n for n in METHODS if n.startswith("ours") or "quality" in n}
+    assert set(STEP_TEST_FLAGS) <= set(METHODS)
 
 
-def test_get_method_by_name_or_acronym():
-    assert get_method("MT") is MeanTeacher
-    assert get_method("mean_teacher") is MeanTeacher
-    assert get_method("ua-mt") is METHODS["ua_mt"]
+@pytest.mark.parametrize("name", list(METHODS))
+def test_get_method_by_name_or_acronym(name):
+    cls = METHODS[name]
+    assert get_method(name) is cls
+    assert get_method(cls.acronym) is cls
+    assert get_method(cls.acronym.lower()) is cls
     with pytest.raises(ValueError, match="unknown method 'nope'") as err:
         get_method("nope")
-    for name, acronym in EXPECTED.items():
-        assert name in str(err.value) and acronym in str(err.value)
+    assert name in str(err.value) and cls.acronym in str(err.value)
 
 
-def test_flag_defaults_match_the_release():
-    defaults = {
-        "pseudo_label": {"confidence_threshold": 0.9},
-        "pseudo_label_sample_reweighting": {
-            "confidence_threshold": 0.9,
-            "confidence_temperature": 2.0,
-        },
-        "mean_teacher": {
-            "consistency_type": "mse",
-            "teacher_noise_std": 0.1,
-            "teacher_noise_clip": 0.2,
-        },
-        "ua_mt": {"uamt_passes": 8, "uamt_noise_std": 0.1, "uamt_noise_clip": 0.2},
-        "mean_teacher_quality": {"quality_threshold": 0.5, "quality_temperature": 2.0},
-        "ict": {"ict_alpha": 1.0},
-        "ict_quality": {"ict_alpha": 1.0, "quality_threshold": 0.5},
-        "cps_quality_weighted": {"quality_threshold": 0.5, "quality_temperature": 2.0},
-        "contrastive": {
-            "confidence_threshold": 0.9,
-            "lambda_contrast": 0.1,
-            "contrast_temperature": 0.1,
-            "num_negatives": 256,
-        },
-        "contrastive_quality": {"lambda_contrast": 0.1, "quality_threshold": 0.5},
-    }
-    for name, expected in defaults.items():
-        args = vars(method_args(METHODS[name]))
-        assert {k: args[k] for k in expected} == expected, name
+# The release's defaults, by flag (a flag means the same in every method that takes it).
+RELEASE_DEFAULTS = {
+    "confidence_threshold": 0.9,
+    "confidence_temperature": 2.0,
+    "consistency_type": "mse",
+    "teacher_noise_std": 0.1,
+    "teacher_noise_clip": 0.2,
+    "uamt_passes": 8,
+    "uamt_noise_std": 0.1,
+    "uamt_noise_clip": 0.2,
+    "ict_alpha": 1.0,
+    "lambda_contrast": 0.1,
+    "contrast_temperature": 0.1,
+    "num_negatives": 256,
+    "num_anchors": 256,
+    "quality_threshold": 0.5,
+    "quality_temperature": 2.0,
+}
+LOOP_FLAGS = {"ema_decay", "ema_initial_decay", "ema_warmup_steps"}  # method_args adds them
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_flag_defaults_match_the_release(name):
+    args = vars(method_args(METHODS[name]))
+    own = {k: v for k, v in args.items() if k not in LOOP_FLAGS}
+    assert own == {k: RELEASE_DEFAULTS[k] for k in own}
+    assert all(type(v) is type(RELEASE_DEFAULTS[k]) for k, v in own.items())
+    # Every method that reads g_phi takes tau and T of Eqn 7, and no other method does.
+    assert ("quality_threshold" in own) == METHODS[name].uses_quality
 
 
 def test_method_flags_fit_the_training_script():
@@ -185,11 +200,140 @@ def test_method_flags_fit_the_training_script():
 
 
 # --------------------------------------------------------------------------------------
+# Script variables -> flags (SSLMethod.script_arguments)
+# --------------------------------------------------------------------------------------
+
+# Every variable train_SSL_methods.sh exports for the methods, with a valid value each
+# (different numbers, so that a test sees which variable a flag came from).
+RELEASE_VARIABLES = {
+    "CONFIDENCE_THRESHOLD_PSEUDO": "0.81",
+    "CONFIDENCE_THRESHOLD_PSEUDO_SR": "0.82",
+    "CONFIDENCE_THRESHOLD_CONTRAST": "0.83",
+    "CONFIDENCE_TEMPERATURE_PSEUDO_SR": "1.5",
+    "CONSISTENCY_TYPE": "kl",
+    "ICT_ALPHA": "0.7",
+    "LAMBDA_CONTRAST": "0.2",
+    "TEMPERATURE_CONTRAST": "0.3",
+    "NUM_NEGATIVES_CONTRAST": "128",
+    "QUALITY_THRESHOLD_SR": "0.6",
+    "QUALITY_TEMPERATURE_SR": "3.0",
+    "LAMBDA_INITIAL_QAR": "0.01",
+    "LAMBDA_FINAL_QAR_VALUE": "0.02",
+    "LAMBDA_WARMUP_QAR": "31",
+    "LAMBDA_RAMPUP_QAR": "41",
+    "LAMBDA_INITIAL_PL_QW": "0.03",
+    "LAMBDA_FINAL_PL_QW_VALUE": "0.26",
+    "LAMBDA_WARMUP_PL_QW": "16",
+    "LAMBDA_RAMPUP_PL_QW": "32",
+}
+# The loop's lambda flags and their variables; `{}` is QAR (for QAR) or PL_QW.
+LAMBDA_FLAGS = {
+    "--lambda_initial": "LAMBDA_INITIAL_{}",
+    "--lambda_final": "LAMBDA_FINAL_{}_VALUE",
+    "--lambda_warmup": "LAMBDA_WARMUP_{}",
+    "--lambda_rampup": "LAMBDA_RAMPUP_{}",
+}
+CONSISTENCY_METHODS = ["mean_teacher", "ua_mt", "mean_teacher_quality", "ict", "ict_quality"]
+
+
+def pairs(argv: list[str]) -> dict[str, str]:
+    """`--flag value --flag value` -> {flag: value}, refusing a flag given twice."""
+    assert len(argv) % 2 == 0 and all(f.startswith("--") for f in argv[::2]), argv
+    assert len(set(argv[::2])) == len(argv) // 2, argv
+    return dict(zip(argv[::2], argv[1::2]))
+
+
+def test_no_variable_set_gives_no_flag():
+    for cls in METHODS.values():
+        assert cls.script_arguments({}) == []
+        assert cls.script_arguments(dict.fromkeys(RELEASE_VARIABLES, "")) == []
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_only_the_set_variables_become_flags(name):
+    cls = METHODS[name]
+    full = pairs(cls.script_arguments(RELEASE_VARIABLES))
+    # The flags are the method's own, or the loop's lambda schedule.
+    assert set(full) <= set(cls.own_flags()) | set(LAMBDA_FLAGS)
+    for var, value in RELEASE_VARIABLES.items():
+        alone = pairs(cls.script_arguments({var: value}))
+        assert len(alone) <= 1 and set(alone.items()) <= set(full.items()), var
+        # Unset (empty) the variable: its flag, and only its flag, goes.
+        rest = pairs(cls.script_arguments({**RELEASE_VARIABLES, var: ""}))
+        assert rest == {f: v for f, v in full.items() if f not in alone}, var
+    # Each flag comes from exactly one variable.
+    sources = [pairs(cls.script_arguments({var: v})) for var, v in RELEASE_VARIABLES.items()]
+    assert sorted(f for s in sources for f in s) == sorted(full)
+
+
+def reads(cls: type[SSLMethod], flag: str) -> str | None:
+    """The script variable `cls` takes `flag` from, or None."""
+    found = [
+        var
+        for var, value in RELEASE_VARIABLES.items()
+        if flag in pairs(cls.script_arguments({var: value}))
+    ]
+    assert len(found) <= 1, (cls.name, flag, found)
+    return found[0] if found else None
+
+
+def test_consistency_type_reaches_exactly_the_consistency_methods():
+    takes = [n for n, c in METHODS.items() if "--consistency_type" in c.own_flags()]
+    assert takes == CONSISTENCY_METHODS
+    for name, cls in METHODS.items():
+        expected = "CONSISTENCY_TYPE" if name in CONSISTENCY_METHODS else None
+        assert reads(cls, "--consistency_type") == expected, name
+
+
+def test_each_method_reads_its_confidence_threshold_variable():
+    expected = {
+        "pseudo_label": "CONFIDENCE_THRESHOLD_PSEUDO",
+        "pseudo_label_sample_reweighting": "CONFIDENCE_THRESHOLD_PSEUDO_SR",
+        "contrastive": "CONFIDENCE_THRESHOLD_CONTRAST",
+        "contrastive_quality": "CONFIDENCE_THRESHOLD_CONTRAST",
+    }
+    for name, cls in METHODS.items():
+        assert reads(cls, "--confidence_threshold") == expected.get(name), name
+
+
+def test_lambda_variables_qar_pl_qw_or_none():
+    for name, cls in METHODS.items():
+        suffix = {"ours_qar": "QAR", "supervised": None}.get(name, "PL_QW")
+        for flag, var in LAMBDA_FLAGS.items():
+            assert reads(cls, flag) == (var.format(suffix) if suffix else None), (name, flag)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_script_flags_are_accepted_by_the_training_script(name):
+    train_semisup = pytest.importorskip("training.train_semisup")
+    flags = METHODS[name].script_arguments(RELEASE_VARIABLES)
+    required = ["--labeled_train_csv", "a.csv", "--labeled_val_csv", "b.csv"]
+    required += ["--labeled_test_csv", "c.csv"]
+    args, cls = train_semisup.parse_args(["--method", name, *required, *flags])
+    assert cls is METHODS[name]
+    for flag, value in pairs(flags).items():
+        parsed = getattr(args, flag.removeprefix("--"))
+        assert parsed == type(parsed)(value), flag
+
+
+def test_script_args_command_prints_the_flags():
+    """`python -m training.methods --script_args NAME` with the variables in the
+    environment (as train_SSL_methods.sh runs it)."""
+    env = {**os.environ, **RELEASE_VARIABLES, "CONSISTENCY_TYPE": ""}
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "training.methods", "--script_args", "MT-QW"]
+    out = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=True)
+    expected = METHODS["mean_teacher_quality"].script_arguments(env)
+    assert out.stdout.split("\n")[:-1] == expected
+    assert "--consistency_type" not in expected and "--quality_threshold" in expected
+
+
+# --------------------------------------------------------------------------------------
 # Every method: two steps
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(EXPECTED))
+@pytest.mark.parametrize("name", list(METHODS))
 def test_two_steps_train_the_student_and_leave_g_phi_alone(name, scorer):
     cls = METHODS[name]
     torch.manual_seed(0)
@@ -263,7 +407,15 @@ def test_pl_c_weights_come_from_confidence(scorer):
     assert float(logs["kept_fraction"]) == float((c >= 0.9).float().mean())
 
 
-@pytest.mark.parametrize("name", ["pseudo_label", "contrastive", "contrastive_quality"])
+# The methods built on PL-T's confident-pixel pseudo-labels (PL-T, CL, CL-QW).
+PIXEL_PSEUDO_LABELS = [n for n, c in METHODS.items() if issubclass(c, PseudoLabel)]
+
+
+def test_the_pixel_pseudo_label_methods():
+    assert PIXEL_PSEUDO_LABELS == ["pseudo_label", "contrastive", "contrastive_quality"]
+
+
+@pytest.mark.parametrize("name", PIXEL_PSEUDO_LABELS)
 def test_no_confident_pixel_gives_a_zero_pseudo_label_term(name, scorer):
     method = make_method(METHODS[name], scorer, "--confidence_threshold", "1.01")
     loss, logs = method.train_step(make_batch(), ACTIVE)
