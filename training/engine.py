@@ -29,7 +29,8 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -328,6 +329,21 @@ class Run:
         if error:
             raise SystemExit(f"error: {error}")
         self.summary = SummaryCSV(self.dir / "summary.csv") if ctx.is_main else None
+        self._epoch_start = time.time()
+        self.total = 0
+
+    def log(self, message: str) -> None:
+        """A line on the console, from rank 0 only."""
+        if self.ctx.is_main:
+            print(message, flush=True)
+
+    def epochs(self, point: ResumePoint | None, first: int, stop: int) -> Iterator[int]:
+        """The epochs left to train, from `first` (or where a resumed run stops) to `stop`
+        exclusive; each one timed for its summary row."""
+        self.total = stop
+        for epoch in range(point.epoch if point else first, stop):
+            self._epoch_start = time.time()
+            yield epoch
 
     @property
     def latest(self) -> Path:
@@ -398,14 +414,27 @@ class Run:
         stopper: EarlyStopping | None,
         step: int = 0,
         best: Callable[[], Any] | None = None,
+        line: str | None = None,
         **components: Stateful,
     ) -> None:
-        """The epoch's summary row, then best.pth (`best()`, called only on improvement),
-        then latest.pth: a run killed at any point resumes from a consistent state."""
+        """The epoch's summary row (its time added), then best.pth (`best()`, called only on
+        improvement), then latest.pth: a run killed at any point resumes from a consistent
+        state. `line` is printed as `epoch E/N: line [*] | Ts`; an early stop is announced."""
         if not self.ctx.is_main:
             return
-        self.summary.append(row)
-        if best is not None and stopper is not None and stopper.best_epoch == epoch:
+        seconds = time.time() - self._epoch_start
+        improved = stopper is not None and stopper.best_epoch == epoch
+        if line is not None:
+            mark = " *" if improved else ""
+            print(f"epoch {epoch + 1}/{self.total}: {line}{mark} | {seconds:.0f}s", flush=True)
+        if stopper is not None and stopper.stop:
+            print(
+                f"early stop: no validation improvement for {stopper.patience} epochs "
+                f"(best epoch {stopper.best_epoch + 1})",
+                flush=True,
+            )
+        self.summary.append({**row, "seconds": seconds})
+        if best is not None and improved:
             self.save(best(), "best.pth")
         self.save(
             {

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from data.samplers import EpochSampler
+from training.distributed import DistContext
 
 
 def worker_init(_: int) -> None:
@@ -57,6 +58,22 @@ def make_loader(
         drop_last=drop_last,
         **kwargs,
     )
+
+
+def sharded_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    ctx: DistContext,
+    shuffle: bool,
+    seed: int = 0,
+) -> tuple[DataLoader, EpochSampler]:
+    """This rank's loader over `dataset`, with its EpochSampler. A shuffled (training) loader
+    drops the last partial batch when there is at least one full batch."""
+    sampler = EpochSampler(len(dataset), shuffle, seed, ctx.rank, ctx.world_size)
+    drop_last = shuffle and len(sampler) >= batch_size
+    loader = make_loader(dataset, sampler, batch_size, num_workers, ctx.device, drop_last)
+    return loader, sampler
 
 
 def prime_persistent(*loaders: DataLoader) -> None:

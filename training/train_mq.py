@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -29,7 +28,6 @@ import torch
 
 from data.io import DataError, load_labeled_csv
 from data.mq_dataset import MQDataset, quality_input
-from data.samplers import EpochSampler
 from data.vqm_generator import CATEGORIES, PAPER_CATEGORY_PROBS, VQMConfig
 from data.weak_model_corruption import read_manifest
 from models.quality_predictor import (
@@ -53,7 +51,7 @@ from training.engine import (
     run_main,
     seed_everything,
 )
-from training.loaders import make_loader, prime_persistent, progress
+from training.loaders import prime_persistent, progress, sharded_loader
 from training.precision import (
     MIXED_PRECISION_CHOICES,
     autocast,
@@ -275,36 +273,22 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
     if ctx.is_main:
         link_release_name(run.dir)
     seed_everything(args.seed)
+    shared = {"seed": args.seed, "vqm_config": vqm_config, "num_threads": args.cache_threads}
     train_set = MQDataset.for_training(
         args.train_csv,
         args.image_size,
         args.samples_per_image,
-        seed=args.seed,
-        vqm_config=vqm_config,
         weak_model_dir=args.weak_model_dir,
         weak_prob=args.weak_model_prob,
         weak_device=ctx.device,
-        num_threads=args.cache_threads,
+        **shared,
     )
     val_set = MQDataset.for_evaluation(
-        args.val_csv,
-        args.image_size,
-        args.samples_per_image_val,
-        seed=args.seed,
-        vqm_config=vqm_config,
-        num_threads=args.cache_threads,
+        args.val_csv, args.image_size, args.samples_per_image_val, **shared
     )
-    train_sampler = EpochSampler(len(train_set), True, args.seed, ctx.rank, ctx.world_size)
-    val_sampler = EpochSampler(len(val_set), False, args.seed, ctx.rank, ctx.world_size)
-    train_loader = make_loader(
-        train_set,
-        train_sampler,
-        args.batch_size,
-        args.num_workers,
-        ctx.device,
-        drop_last=len(train_sampler) > args.batch_size,
-    )
-    val_loader = make_loader(val_set, val_sampler, args.batch_size, args.num_workers, ctx.device)
+    loader_args = (args.batch_size, args.num_workers, ctx)
+    train_loader, train_sampler = sharded_loader(train_set, *loader_args, True, args.seed)
+    val_loader, _ = sharded_loader(val_set, *loader_args, shuffle=False)
 
     model_config = QualityPredictorConfig(
         backbone=args.backbone, dropout=args.dropout, init_quality=args.init_quality
@@ -337,17 +321,13 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
         "weak_model_prob": args.weak_model_prob,
     }
     run.write_record(args, train_images=len(train_set.images), val_images=len(val_set.images))
-    if ctx.is_main:
-        print(
-            f"g_phi {args.backbone}: {len(train_set.images)} train images x "
-            f"K={args.samples_per_image} = {len(train_set)} samples/epoch; "
-            f"{len(val_set)} fixed validation VQMs; "
-            f"device {ctx.device} x {ctx.world_size}; run folder {run.dir}",
-            flush=True,
-        )
-
-    for epoch in range(point.epoch if point else 0, args.epochs):
-        t0 = time.time()
+    run.log(
+        f"g_phi {args.backbone}: {len(train_set.images)} train images x "
+        f"K={args.samples_per_image} = {len(train_set)} samples/epoch; "
+        f"{len(val_set)} fixed validation VQMs; "
+        f"device {ctx.device} x {ctx.world_size}; run folder {run.dir}"
+    )
+    for epoch in run.epochs(point, 0, args.epochs):
         train_sampler.set_epoch(epoch)
         model.train()
         total, count, abs_err = 0.0, 0, 0.0
@@ -382,7 +362,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
         val_loss = float(loss_fn(torch.from_numpy(val["pred"]), torch.from_numpy(val["true"])))
         vm = regression_metrics(val["pred"], val["true"])
         train_loss = total / max(1, count)
-        improved = stopper.update(val_loss, epoch)
+        stopper.update(val_loss, epoch)
         val_metrics = {"loss": val_loss, **{k: float(vm[k]) for k in ("mae", "mse", "pearson")}}
         run.end_epoch(
             epoch,
@@ -398,27 +378,16 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
                 "val_spearman": vm["spearman"],
                 "val_mean_pred": vm["mean_pred"],
                 "best_epoch": stopper.best_epoch,
-                "seconds": time.time() - t0,
             },
             stopper,
             best=partial(
                 quality_checkpoint, bare, **settings, epoch=epoch, val_metrics=val_metrics
             ),
+            line=f"train loss {train_loss:.4f} | val loss {val_loss:.4f} MAE {vm['mae']:.4f} "
+            f"Pearson {vm['pearson']:.3f}",
             **components,
         )
-        if ctx.is_main:
-            print(
-                f"epoch {epoch + 1}/{args.epochs}: train loss {train_loss:.4f} | val loss "
-                f"{val_loss:.4f} MAE {vm['mae']:.4f} Pearson {vm['pearson']:.3f}"
-                f"{' *' if improved else ''} | {time.time() - t0:.0f}s",
-                flush=True,
-            )
         if stopper.stop:
-            if ctx.is_main:
-                print(
-                    f"early stop: no validation improvement for {args.patience} epochs "
-                    f"(best epoch {stopper.best_epoch + 1})"
-                )
             break
     barrier(ctx)
     if ctx.is_main:

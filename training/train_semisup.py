@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections import defaultdict
 from functools import partial
 from pathlib import Path
@@ -64,7 +63,13 @@ from training.engine import (
     write_json,
 )
 from training.eval_utils import evaluate_segmentation, format_summary
-from training.loaders import BatchStream, make_loader, prime_persistent, progress, steps_per_epoch
+from training.loaders import (
+    BatchStream,
+    prime_persistent,
+    progress,
+    sharded_loader,
+    steps_per_epoch,
+)
 from training.methods import METHODS, Batch, FeatureNet, SSLMethod, StepInfo, get_method
 from training.methods.quality import QualityScorer
 from training.metrics import summarize
@@ -265,8 +270,7 @@ def eval_loader(csv_path: str, args: argparse.Namespace, ctx: DistContext) -> Da
     dataset = LabeledSegDataset(
         csv_path, args.image_size, augment=False, num_threads=args.cache_threads
     )
-    sampler = EpochSampler(len(dataset), False, 0, ctx.rank, ctx.world_size)
-    return make_loader(dataset, sampler, args.batch_size_labeled, args.num_workers, ctx.device)
+    return sharded_loader(dataset, args.batch_size_labeled, args.num_workers, ctx, False)[0]
 
 
 def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContext) -> Path:
@@ -296,14 +300,8 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
         seed=args.seed,
         num_threads=args.cache_threads,
     )
-    l_sampler = EpochSampler(len(labeled), True, args.seed, ctx.rank, ctx.world_size)
-    l_loader = make_loader(
-        labeled,
-        l_sampler,
-        args.batch_size_labeled,
-        args.num_workers,
-        ctx.device,
-        drop_last=len(l_sampler) >= args.batch_size_labeled,
+    l_loader, l_sampler = sharded_loader(
+        labeled, args.batch_size_labeled, args.num_workers, ctx, True, args.seed
     )
     val_loader = eval_loader(args.labeled_val_csv, args, ctx)
     unlabeled = u_sampler = u_loader = None
@@ -315,14 +313,8 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             seed=args.seed + 1,
             num_threads=args.cache_threads,
         )
-        u_sampler = EpochSampler(len(unlabeled), True, args.seed + 1, ctx.rank, ctx.world_size)
-        u_loader = make_loader(
-            unlabeled,
-            u_sampler,
-            args.batch_size_unlabeled,
-            args.num_workers,
-            ctx.device,
-            drop_last=len(u_sampler) >= args.batch_size_unlabeled,
+        u_loader, u_sampler = sharded_loader(
+            unlabeled, args.batch_size_unlabeled, args.num_workers, ctx, True, args.seed + 1
         )
     steps = steps_per_epoch(l_loader, u_loader)
     if unlabeled is None and args.unlabeled_csv:
@@ -373,18 +365,14 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
         unlabeled_images=len(unlabeled) if unlabeled is not None else 0,
         steps_per_epoch=steps,
     )
-    if ctx.is_main:
-        u_text = f", {len(unlabeled)} unlabeled" if unlabeled is not None else ""
-        print(
-            f"{method_cls.acronym} on {args.seg_model} ({model_acr}): {len(labeled)} labeled"
-            f"{u_text}; {steps} steps/epoch; lambda {args.lambda_initial}->{args.lambda_final}"
-            f" (warm-up {args.lambda_warmup}, ramp {args.lambda_rampup}); device "
-            f"{ctx.device} x {ctx.world_size}; run folder {run.dir}",
-            flush=True,
-        )
-
-    for epoch in range(point.epoch if point else 0, args.epochs):
-        t0 = time.time()
+    u_text = f", {len(unlabeled)} unlabeled" if unlabeled is not None else ""
+    run.log(
+        f"{method_cls.acronym} on {args.seg_model} ({model_acr}): {len(labeled)} labeled"
+        f"{u_text}; {steps} steps/epoch; lambda {args.lambda_initial}->{args.lambda_final}"
+        f" (warm-up {args.lambda_warmup}, ramp {args.lambda_rampup}); device "
+        f"{ctx.device} x {ctx.world_size}; run folder {run.dir}"
+    )
+    for epoch in run.epochs(point, 0, args.epochs):
         for net in networks:
             net.train()
         meter = _Meter()
@@ -416,8 +404,9 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             evaluate_segmentation(method.eval_model(), val_loader, ctx.device, amp_dtype)
         )
         score = val[SELECTION_METRIC]["mean"]
-        improved = stopper.update(score, epoch)
+        stopper.update(score, epoch)
         means = {k: reduce_mean(v, ctx) for k, v in meter.means().items()}
+        terms = "  ".join(f"{k} {v:.4f}" for k, v in means.items() if k.startswith("loss"))
         run.end_epoch(
             epoch,
             {
@@ -426,23 +415,14 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
                 **means,
                 **{f"val_{k}": v["mean"] for k, v in val.items()},
                 "best_epoch": stopper.best_epoch,
-                "seconds": time.time() - t0,
             },
             stopper,
             step=step,
             best=partial(best_checkpoint, method, epoch, val, args),
+            line=f"{terms}  lambda {means['lambda']:.4g} | val dice {score:.4f}",
             **components,
         )
-        if ctx.is_main:
-            terms = "  ".join(f"{k} {v:.4f}" for k, v in means.items() if k.startswith("loss"))
-            print(
-                f"epoch {epoch + 1}/{args.epochs}: {terms}  lambda {means['lambda']:.4g} | val "
-                f"dice {score:.4f}{' *' if improved else ''} | {time.time() - t0:.0f}s",
-                flush=True,
-            )
         if stopper.stop:
-            if ctx.is_main:
-                print(f"early stop: no validation improvement for {args.patience} epochs")
             break
 
     # The single test of the selected model.

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from data.augment import flip_rotate_pair, normalize_tensor
 from data.io import load_labeled_arrays, load_labeled_csv
-from data.samplers import EpochSampler, sample_rng, split_index
+from data.samplers import sample_rng, split_index
 from data.weak_model_corruption import (
     DEFAULT_SAVE_EPOCHS,
     MANIFEST,
@@ -37,7 +37,7 @@ from data.weak_model_corruption import (
 )
 from training.distributed import DistContext, resolve_device
 from training.engine import Run, run_main, seed_everything, write_json
-from training.loaders import make_loader, prime_persistent, progress
+from training.loaders import prime_persistent, progress, sharded_loader
 
 
 class _WeakTrainSet(Dataset):
@@ -89,14 +89,12 @@ def train_weak_models(
         load_labeled_csv(train_csv), image_size, desc="caching weak-model training set"
     )
     ds = _WeakTrainSet(images, masks, seed)
-    sampler = EpochSampler(len(ds), shuffle=True, seed=seed)
-    loader = make_loader(
-        ds, sampler, batch_size, num_workers, ctx.device, drop_last=len(ds) > batch_size
-    )
+    loader, sampler = sharded_loader(ds, batch_size, num_workers, ctx, True, seed)
     model = build_weak_model(encoder).to(ctx.device)
     loss_fn = smp.losses.DiceLoss(mode="binary", from_logits=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    point = run.resume(model=model, optimizer=optimizer)
+    components = {"model": model, "optimizer": optimizer}
+    point = run.resume(**components)
     if point is not None:
         prime_persistent(loader)
     run.restore_rng(point)
@@ -114,7 +112,7 @@ def train_weak_models(
     )
     t0 = time.time()
     # Epochs count from 1 here, as the release's save epochs do.
-    for epoch in range(point.epoch if point else 1, epochs + 1):
+    for epoch in run.epochs(point, 1, epochs + 1):
         sampler.set_epoch(epoch)
         model.train()
         running = 0.0
@@ -141,8 +139,7 @@ def train_weak_models(
                 },
                 checkpoint_name(epoch),
             )
-        row = {"epoch": epoch, "dice_loss": dice_loss, "seconds": time.time() - t0}
-        run.end_epoch(epoch, row, None, model=model, optimizer=optimizer)
+        run.end_epoch(epoch, {"epoch": epoch, "dice_loss": dice_loss}, None, **components)
     saved = [run.dir / checkpoint_name(e) for e in sorted(save_epochs)]
     write_json(
         {
