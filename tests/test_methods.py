@@ -1,4 +1,4 @@
-"""Every registered SSL method (SPEC.md Phase 2): a few optimisation steps on tiny tensors
+"""Every registered SSL method (docs/METHOD.md §5-§7): a few optimisation steps on tiny tensors
 move the student, give finite losses with the unsupervised term active, and leave g_phi
 bit-identical; the flags the release's script variables give each method; plus
 known-answer checks of the pieces each method adds.
@@ -23,6 +23,7 @@ import training.methods  # noqa: F401 - registers every method
 from data.vqm_generator import VQMConfig
 from models.quality_predictor import QualityPredictor, QualityPredictorConfig, quality_checkpoint
 from models.seg_models import create_seg_model
+from training import train_semisup
 from training.losses import consistency_loss
 from training.methods.base import METHODS, Batch, FeatureNet, SSLMethod, StepInfo, get_method
 from training.methods.contrastive import pixel_info_nce
@@ -194,7 +195,6 @@ def test_flag_defaults_match_the_release(name):
 
 def test_method_flags_fit_the_training_script():
     """Every method's flags join the loop's parser without a clash."""
-    train_semisup = pytest.importorskip("training.train_semisup")
     for cls in METHODS.values():
         train_semisup.build_parser(cls)
 
@@ -305,7 +305,6 @@ def test_lambda_variables_qar_pl_qw_or_none():
 
 @pytest.mark.parametrize("name", list(METHODS))
 def test_script_flags_are_accepted_by_the_training_script(name):
-    train_semisup = pytest.importorskip("training.train_semisup")
     flags = METHODS[name].script_arguments(RELEASE_VARIABLES)
     required = ["--labeled_train_csv", "a.csv", "--labeled_val_csv", "b.csv"]
     required += ["--labeled_test_csv", "c.csv"]

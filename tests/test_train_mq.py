@@ -30,6 +30,8 @@ def test_train_then_test_end_to_end(tiny_demo, tmp_path):
     )
     for f in ("args.json", "summary.csv", "best.pth", "latest.pth"):
         assert (run_dir / f).is_file(), f
+    for f in ("best.pth", "latest.pth", "best_model.pth"):  # the release's name links to best
+        torch.load(run_dir / f, weights_only=True)  # tensors and plain values only
     rows = list(csv.DictReader((run_dir / "summary.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert {"train_loss", "val_loss", "val_mae", "val_pearson", "lr"} <= set(rows[0])

@@ -59,6 +59,7 @@ def test_two_methods_end_to_end(tiny_demo, tmp_path, gphi_ckpt, method):
         assert float(rows[1]["lambda"]) > 0
     for f in ("best.pth", "args.json"):
         assert (run_dir / f).is_file()
+    torch.load(run_dir / "best.pth", weights_only=True)  # tensors and plain values only
     assert not (run_dir / "latest.pth").exists()  # only resuming needs it; removed at the end
     # One epoch = max(labeled, unlabeled) batches, for SUP too (equal update budgets).
     assert json.loads((run_dir / "args.json").read_text())["steps_per_epoch"] == 4

@@ -1,4 +1,4 @@
-"""The paper's methods: QAR and PL-QW (SPEC.md Phase 2, Eqns 5-8)."""
+"""The paper's methods: QAR and PL-QW (docs/METHOD.md §5-§6, Eqns 5-8)."""
 
 from __future__ import annotations
 
