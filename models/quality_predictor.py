@@ -134,7 +134,7 @@ def create_backbone(
     except OSError as exc:  # hub download failed (no internet)
         raise RuntimeError(
             f"could not download pretrained weights for {name!r} ({exc}); pass a local file "
-            "with --pretrained_path, or train from random init with --no-pretrained"
+            "with --pretrained_path, or train from random init with --pretrained false"
         ) from None
 
 

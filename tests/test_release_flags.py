@@ -53,3 +53,21 @@ def test_test_mq_and_train_semisup_take_the_release_names(capsys):
     )  # fmt: skip
     assert args.encoder == "resnet18"
     assert "--use_comet is ignored" in capsys.readouterr().err
+
+
+def test_the_release_passes_network_flags_to_every_network(capsys):
+    """--swin_pretrained_path and --encoder reach every network in the release's script: a
+    network that does not take one ignores it with a notice; other misfits stay errors."""
+    base = ["--labeled_train_csv", "t", "--labeled_val_csv", "v", "--labeled_test_csv", "s"]
+    args, method = train_semisup.parse_args(
+        ["--method", "supervised", *base, "--swin_pretrained_path", "swin.pth"]
+    )
+    train_semisup.validate(args, method)
+    assert "--swin_pretrained_path is ignored: unetpp" in capsys.readouterr().err
+    args, method = train_semisup.parse_args(
+        ["--method", "supervised", *base, "--seg_model", "swinunet", "--encoder", "resnet18",
+         "--encoder_weights", "none", "--decoder_channels", "8", "8", "8", "8", "8"]
+    )  # fmt: skip
+    with pytest.raises(SystemExit, match="does not take decoder_channels"):
+        train_semisup.validate(args, method)
+    assert "--encoder is ignored: swinunet" in capsys.readouterr().err

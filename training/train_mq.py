@@ -270,8 +270,6 @@ def predict(
 def train(args: argparse.Namespace, ctx: DistContext) -> Path:
     vqm_config = validate_args(args)
     run = Run(ctx, args.output_dir, args.experiment_name, args.resume)
-    if ctx.is_main:
-        link_release_name(run.dir)
     seed_everything(args.seed)
     shared = {"seed": args.seed, "vqm_config": vqm_config, "num_threads": args.cache_threads}
     train_set = MQDataset.for_training(
@@ -387,6 +385,8 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
             f"Pearson {vm['pearson']:.3f}",
             **components,
         )
+        if ctx.is_main and run.best.exists():
+            link_release_name(run.dir)
         if stopper.stop:
             break
     barrier(ctx)

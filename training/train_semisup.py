@@ -39,9 +39,11 @@ from data.io import load_unlabeled_csv
 from data.samplers import EpochSampler
 from data.seg_datasets import LabeledSegDataset, UnlabeledSegDataset
 from models.seg_models import (
+    SEG_MODEL_ARGUMENTS,
     SEG_MODELS,
     check_seg_model_args,
     create_seg_model,
+    resolve_seg_model,
     seg_model_acronym,
 )
 from training.cli import TRACKING_REASON, add_ignored
@@ -198,10 +200,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, type[
     return args, method
 
 
-def seg_model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The network's arguments from the flags; models.seg_models refuses one set for a
-    model that does not take it."""
-    return {
+# The release's script passes these to every network; a network that does not take one
+# ignores it (with a notice) instead of refusing it, as the release did.
+SHARED_NETWORK_FLAGS = {"encoder": "--encoder", "swin_pretrained_path": "--swin_pretrained_path"}
+
+
+def seg_model_kwargs(args: argparse.Namespace, notify: bool = False) -> dict[str, Any]:
+    """The network's arguments from the flags; models.seg_models refuses any other one set
+    for a model that does not take it (--decoder_channels for Swin-UNet, say)."""
+    kwargs = {
         "encoder": args.encoder,
         "encoder_weights": args.encoder_weights,
         "image_size": args.image_size,
@@ -209,13 +216,21 @@ def seg_model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "decoder_channels": tuple(args.decoder_channels) if args.decoder_channels else None,
         "decoder_depths": tuple(args.swin_decoder_depths) if args.swin_decoder_depths else None,
     }
+    spec = resolve_seg_model(args.seg_model)
+    for arg, flag in SHARED_NETWORK_FLAGS.items():
+        if arg in spec.arguments:
+            continue
+        given = kwargs.pop(arg) not in (None, SEG_MODEL_ARGUMENTS[arg])
+        if given and notify:
+            print(f"notice: {flag} is ignored: {spec.name} does not take it", file=sys.stderr)
+    return kwargs
 
 
 def validate(args: argparse.Namespace, method: type[SSLMethod]) -> None:
     """Everything that can be checked before data are read or networks built."""
     problems = []
     try:
-        check_seg_model_args(args.seg_model, **seg_model_kwargs(args))
+        check_seg_model_args(args.seg_model, **seg_model_kwargs(args, notify=True))
     except ValueError as exc:
         problems.append(f"--seg_model {args.seg_model}: {exc}")
     if method.needs_unlabeled and not args.unlabeled_csv:
