@@ -34,12 +34,38 @@ def write_run(root, name, method, model, dice, jaccard, seed=0, dataset="demo", 
     return run / "results.json"
 
 
-def table_rows(markdown: str) -> list[list[str]]:
-    return [
-        [c.strip() for c in line.strip("|").split("|")]
-        for line in markdown.splitlines()
-        if line.startswith("| ")
-    ]
+def table_rows(markdown: str, table: int = 0) -> list[list[str]]:
+    """The rows of the `table`-th Markdown table (0: scores, 1: selected epochs)."""
+    tables: list[list[list[str]]] = []
+    inside = False
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            if not inside:
+                tables.append([])
+            inside = True
+            if line.startswith("| "):
+                tables[-1].append([c.strip() for c in line.strip("|").split("|")])
+        else:
+            inside = False
+    return tables[table]
+
+
+def test_selected_epoch_and_lambda_shown(tmp_path):
+    """A QAR row selected while lambda was still 0 is visible in the table and the CSV."""
+    for seed, lam in ((0, 0.0), (1, 0.01)):
+        path = write_run(tmp_path, f"QAR_{seed}", "QAR", "UP", 0.8, 0.7, seed=seed)
+        data = json.loads(path.read_text())
+        data["lambda_at_best"] = lam
+        path.write_text(json.dumps(data))
+    write_run(tmp_path, "SUP_0", "SUP", "UP", 0.8, 0.7)  # an older results.json: no lambda
+    csv_path = tmp_path / "t.csv"
+    markdown = collect_results.main(["--output_dir", str(tmp_path), "--csv", str(csv_path)])
+    rows = table_rows(markdown, 1)
+    assert rows[0] == ["Selected epoch (λ)", "UP"]
+    assert rows[1:] == [["SUP", "4"], ["QAR", "4 (λ 0), 4 (λ 0.01)"]]
+    by_method = {r["method"]: r for r in csv.DictReader(csv_path.open())}
+    assert by_method["QAR"]["best_epochs"] == "3 3"
+    assert by_method["QAR"]["lambda_at_best"] == "0.0 0.01"
 
 
 def test_single_runs_numbers_order_and_best(tmp_path):

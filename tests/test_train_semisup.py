@@ -12,6 +12,9 @@ from data.vqm_generator import VQMConfig
 from models.quality_predictor import QualityPredictor, QualityPredictorConfig, quality_checkpoint
 from tests.conftest import torchrun
 from training import train_semisup
+from training.engine import EarlyStopping
+
+DEMO_KEYS = ("train", "val", "test", "unlabeled")
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +42,28 @@ def ssl_args(tiny_demo, out, method, *extra, name=None):
     return args
 
 
+def test_patience_counts_only_after_the_lambda_ramp():
+    """With patience 30 and QAR's warm-up 30 + ramp 40, an early peak cannot end the run
+    while lambda is still rising; `--patience_from start` restores the literal rule."""
+    args, _ = train_semisup.parse_args(ssl_args(dict.fromkeys(DEMO_KEYS, "x"), "o", "ours_qar"))
+    args.lambda_warmup, args.lambda_rampup, args.patience = 30, 40, 30
+    assert train_semisup.patience_start(args) == 70
+    stopper = EarlyStopping(30, mode="max", count_from=train_semisup.patience_start(args))
+    stopper.update(0.9, 0)  # the peak
+    epochs = 1
+    while not stopper.stop:
+        stopper.update(0.5, epochs)
+        epochs += 1
+    assert epochs == 100 and stopper.best_epoch == 0  # 70 ramp epochs + patience 30
+    args.patience_from = "start"
+    literal = EarlyStopping(30, mode="max", count_from=train_semisup.patience_start(args))
+    for epoch, score in enumerate([0.9] + [0.5] * 30):
+        literal.update(score, epoch)
+    assert literal.stop  # stopped at epoch 31, lambda still 0
+    args.lambda_warmup = args.lambda_rampup = None  # SUP: no schedule, count from the start
+    assert train_semisup.patience_start(args) == 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["supervised", "ours_pl_qw"])
 def test_two_methods_end_to_end(tiny_demo, tmp_path, gphi_ckpt, method):
@@ -57,6 +82,9 @@ def test_two_methods_end_to_end(tiny_demo, tmp_path, gphi_ckpt, method):
     if method == "ours_pl_qw":
         assert {"loss_unsup", "mean_quality", "kept_fraction"} <= set(rows[0])
         assert float(rows[1]["lambda"]) > 0
+    # The selected epoch's lambda is reported, read from that epoch's row.
+    best = rows[results["best_epoch"]]
+    assert results["lambda_at_best"] == pytest.approx(float(best["lambda"]))
     for f in ("best.pth", "args.json"):
         assert (run_dir / f).is_file()
     torch.load(run_dir / "best.pth", weights_only=True)  # tensors and plain values only

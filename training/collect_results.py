@@ -65,6 +65,16 @@ class Run:
     model: str  # acronym
     seed: int | None
     test: dict[str, dict[str, float]]
+    best_epoch: int | None = None  # 0-based, as in results.json
+    lambda_at_best: float | None = None
+
+    @property
+    def selection(self) -> str:
+        """'epoch (lambda)' of the selected checkpoint, 1-based epoch as the console shows."""
+        if self.best_epoch is None:
+            return "?"
+        lam = "" if self.lambda_at_best is None else f" (λ {self.lambda_at_best:.3g})"
+        return f"{self.best_epoch + 1}{lam}"
 
 
 @dataclass
@@ -132,6 +142,7 @@ def load_run(path: str | Path) -> Run:
         if not isinstance(s, dict) or "mean" not in s:
             raise ResultsError(f"{path}: test metric {metric!r} lacks a 'mean'")
     seed = data.get("seed")
+    best_epoch, lam = data.get("best_epoch"), data.get("lambda_at_best")
     return Run(
         path=path,
         dataset=str(data.get("dataset") or "(unnamed)"),
@@ -139,6 +150,8 @@ def load_run(path: str | Path) -> Run:
         model=str(model),
         seed=int(seed) if seed is not None else None,
         test=test,
+        best_epoch=int(best_epoch) if best_epoch is not None else None,
+        lambda_at_best=float(lam) if lam is not None else None,
     )
 
 
@@ -238,7 +251,23 @@ def markdown_table(
             "mean ± sample std (ddof 1) across runs of the per-run mean."
         )
     lines.append("\n\n".join(notes))  # separate paragraphs once rendered
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *selection_table(cells, methods, models)]) + "\n"
+
+
+def selection_table(
+    cells: dict[tuple[str, str], Cell], methods: list[str], models: list[str]
+) -> list[str]:
+    """Each run's validation-best epoch and its mean lambda: a QAR row selected at lambda 0
+    is a supervised model under another name (docs/METHOD.md §4.6)."""
+    lines = ["| Selected epoch (λ) | " + " | ".join(models) + " |"]
+    lines.append("|" + "|".join([":--"] + [":-:"] * len(models)) + "|")
+    for method in methods:
+        row = [method]
+        for model in models:
+            cell = cells.get((method, model))
+            row.append(", ".join(r.selection for r in cell.runs) if cell else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
 
 
 def csv_rows(
@@ -262,6 +291,8 @@ def csv_rows(
                     "std_over": "runs" if cell.multi_run else "images",
                     "seeds": " ".join(str(r.seed) for r in cell.runs),
                     "num_test_images": " ".join(map(str, cell.num_images())),
+                    "best_epochs": " ".join(str(r.best_epoch) for r in cell.runs),
+                    "lambda_at_best": " ".join(str(r.lambda_at_best) for r in cell.runs),
                 }
                 for metric in metrics:
                     stats = cell.stats(metric)

@@ -200,13 +200,15 @@ class EarlyStopping:
     """The best validation score so far and the epochs since it (docs/METHOD.md §3.3, §4.6).
 
     mode "min" (g_phi's validation loss) or "max" (f_theta's validation Dice). The run stops
-    once `patience` epochs in a row brought no improvement.
+    once `patience` epochs in a row brought no improvement; epochs before `count_from` are
+    never counted (Phase 2 starts counting once lambda has reached its final value, §4.6),
+    though a best found there is still the best.
     """
 
-    def __init__(self, patience: int, mode: str = "min") -> None:
+    def __init__(self, patience: int, mode: str = "min", count_from: int = 0) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"EarlyStopping mode must be 'min' or 'max', got {mode!r}")
-        self.patience, self.mode = int(patience), mode
+        self.patience, self.mode, self.count_from = int(patience), mode, int(count_from)
         self.best = math.inf if mode == "min" else -math.inf
         self.best_epoch, self.bad_epochs = -1, 0
 
@@ -215,7 +217,7 @@ class EarlyStopping:
         improved = score < self.best if self.mode == "min" else score > self.best
         if improved:
             self.best, self.best_epoch, self.bad_epochs = float(score), int(epoch), 0
-        else:
+        elif epoch >= self.count_from:
             self.bad_epochs += 1
         return improved
 

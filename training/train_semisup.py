@@ -23,6 +23,7 @@ results.json (test mean +- std per metric). Method-specific flags belong to the 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections import defaultdict
 from functools import partial
@@ -151,6 +152,14 @@ def build_parser(method: type[SSLMethod] | None = None) -> argparse.ArgumentPars
     o.add_argument("--grad_clip", type=float, default=1.0)
     o.add_argument("--mixed_precision", choices=MIXED_PRECISION_CHOICES, default="fp16")
     o.add_argument("--patience", type=int, default=30, help="early stop on validation Dice")
+    o.add_argument(
+        "--patience_from",
+        choices=PATIENCE_FROM,
+        default="ramp_end",
+        help="count patience epochs from the end of the lambda warm-up + ramp (default, so "
+        "that no run stops before its unsupervised term is on; docs/METHOD.md §4.6) or from "
+        "the first epoch (the release's literal rule)",
+    )
     lam = method.lambda_defaults if method else (None,) * 4
     o.add_argument("--lambda_initial", type=float, default=lam[0])
     o.add_argument("--lambda_final", type=float, default=lam[1])
@@ -182,6 +191,16 @@ def build_parser(method: type[SSLMethod] | None = None) -> argparse.ArgumentPars
     if method is not None:
         method.add_arguments(p.add_argument_group(f"{method.name} ({method.acronym})"))
     return p
+
+
+PATIENCE_FROM = ("ramp_end", "start")
+
+
+def patience_start(args: argparse.Namespace) -> int:
+    """First epoch whose lack of improvement counts towards --patience (§4.6)."""
+    if args.patience_from == "start":
+        return 0
+    return math.ceil((args.lambda_warmup or 0.0) + (args.lambda_rampup or 0.0))
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, type[SSLMethod]]:
@@ -357,7 +376,7 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
         args.lambda_rampup,
         shape=args.lambda_shape,
     )
-    stopper = EarlyStopping(args.patience, mode="max")
+    stopper = EarlyStopping(args.patience, mode="max", count_from=patience_start(args))
     components = {"method": method, "optimizer": optimizer, "scheduler": scheduler}
     components["scaler"] = scaler
     point = run.resume(stopper, **components)
@@ -384,7 +403,8 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
     run.log(
         f"{method_cls.acronym} on {args.seg_model} ({model_acr}): {len(labeled)} labeled"
         f"{u_text}; {steps} steps/epoch; lambda {args.lambda_initial}->{args.lambda_final}"
-        f" (warm-up {args.lambda_warmup}, ramp {args.lambda_rampup}); device "
+        f" (warm-up {args.lambda_warmup}, ramp {args.lambda_rampup}); patience "
+        f"{args.patience} counted from epoch {stopper.count_from + 1}; device "
         f"{ctx.device} x {ctx.world_size}; run folder {run.dir}"
     )
     for epoch in run.epochs(point, 0, args.epochs):
@@ -433,7 +453,7 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             },
             stopper,
             step=step,
-            best=partial(best_checkpoint, method, epoch, val, args),
+            best=partial(best_checkpoint, method, epoch, val, args, means["lambda"]),
             line=f"{terms}  lambda {means['lambda']:.4g} | val dice {score:.4f}",
             **components,
         )
@@ -457,6 +477,8 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             "seed": args.seed,
             "experiment_name": args.experiment_name,
             "best_epoch": stopper.best_epoch,
+            # mean lambda over the selected epoch: 0 means the unsupervised term never acted
+            "lambda_at_best": best_state.get("lambda"),
             "val": best_state["val"],
             "test": test,
             "num_test_images": len(test_loader.dataset),
@@ -466,7 +488,8 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             # Only resuming needs it (optimiser, EMA, RNG): hundreds of MB per finished run.
             run.latest.unlink(missing_ok=True)
         print(
-            f"test ({len(test_loader.dataset)} images, best epoch {stopper.best_epoch + 1}): "
+            f"test ({len(test_loader.dataset)} images, best epoch {stopper.best_epoch + 1}, "
+            f"lambda {results['lambda_at_best'] or 0.0:.4g}): "
             f"{format_summary(test)}",
             flush=True,
         )
@@ -474,12 +497,13 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
 
 
 def best_checkpoint(
-    method: SSLMethod, epoch: int, val: dict, args: argparse.Namespace
+    method: SSLMethod, epoch: int, val: dict, args: argparse.Namespace, lam: float
 ) -> dict[str, Any]:
-    """best.pth: the selected network's weights, its epoch and validation scores, settings."""
+    """best.pth: the selected network's weights, its epoch, lambda and validation scores."""
     return {
         "model": method.eval_model().state_dict(),
         "epoch": epoch,
+        "lambda": float(lam),
         "val": plain(val),
         "args": plain(vars(args)),
     }
