@@ -203,3 +203,36 @@ def test_two_cpu_processes_finish_and_test_every_image_once(tiny_demo, tmp_path,
         assert 0.0 <= stats["mean"] <= 1.0
     record = json.loads((tmp_path / "ddp" / "args.json").read_text())
     assert record["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_heldout_masks_give_diagnostics_without_changing_training(tiny_demo, tmp_path, gphi_ckpt):
+    """D_U with a mask_path column: diag_* columns and a plot per run, the same training."""
+    with open(tiny_demo["train"]) as f:
+        rows = list(csv.DictReader(f))
+    root = tiny_demo["train"].parent  # the CSVs' relative paths start here
+    plain, masked = root / "u_heldout_test.csv", root / "u_masks_heldout_test.csv"
+    plain.write_text("img_path\n" + "".join(f"{r['image_path']}\n" for r in rows))
+    masked.write_text(
+        "img_path,mask_path\n" + "".join(f"{r['image_path']},{r['mask_path']}\n" for r in rows)
+    )
+    runs = {}
+    for name, u_csv in (("plain", plain), ("masked", masked)):
+        args = ssl_args(tiny_demo, tmp_path, "ours_pl_qw", "--mq_checkpoint", str(gphi_ckpt))
+        args[args.index("--unlabeled_csv") + 1] = str(u_csv)
+        runs[name] = train_semisup.main([*args, "--experiment_name", name])
+    a, b = (list(csv.DictReader((runs[n] / "summary.csv").open())) for n in ("plain", "masked"))
+    for ra, rb in zip(a, b, strict=True):
+        for key in ra:
+            if key not in ("seconds", "epoch_seconds"):
+                assert ra[key] == rb[key], key  # held-out masks never reach the loss
+    diag = [k for k in b[0] if k.startswith("diag_")]
+    assert {"diag_pl_dice", "diag_student_dice", "diag_q_pearson", "diag_kept_fraction"} <= set(
+        diag
+    )
+    assert not any(k.startswith("diag_") for k in a[0])
+    assert 0.0 <= float(b[-1]["diag_pl_dice"]) <= 1.0
+    assert -1.0 <= float(b[-1]["diag_q_spearman"]) <= 1.0 or b[-1]["diag_q_spearman"] == "nan"
+    assert (runs["masked"] / "diagnostics.png").stat().st_size > 1000
+    ja, jb = (json.loads((runs[n] / "results.json").read_text()) for n in ("plain", "masked"))
+    assert ja["test"] == jb["test"]
