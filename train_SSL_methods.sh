@@ -40,7 +40,7 @@ fi
 # ---- Models ---------------------------------------------------------------------------
 SEG_MODELS="${SEG_MODELS:-}"                          # empty = every model (U-Net++, Attention U-Net, Swin-UNet)
 SEG_ENCODER="${SEG_ENCODER:-resnet34}"                # U-Net++ and Attention U-Net
-ENCODER_WEIGHTS="${ENCODER_WEIGHTS:-imagenet}"        # imagenet | none
+ENCODER_WEIGHTS="${ENCODER_WEIGHTS:-imagenet}"        # imagenet | none | a local weights file
 SWIN_PRETRAINED_PATH="${SWIN_PRETRAINED_PATH:-./checkpoints/pretrained/swin_tiny_patch4_window7_224_22k.pth}"
 DECODER_CHANNELS="${DECODER_CHANNELS:-}"              # empty = smp default (256 128 64 32 16)
 
