@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
 
 import torch
 
@@ -39,17 +39,35 @@ def clip_and_step(
     loss: torch.Tensor,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
-    params: Any,
+    params: Iterable[torch.Tensor] | Sequence[Iterable[torch.Tensor]],
     grad_clip: float,
 ) -> float:
     """Backward, unscale, clip, step: gradients are clipped in true units, not while still
-    multiplied by the fp16 loss scale (docs/METHOD.md §9). Returns the grad norm."""
+    multiplied by the fp16 loss scale (docs/METHOD.md §9). Returns the grad norm (over
+    every group, before clipping).
+
+    `params` is one group of parameters or a sequence of groups (`SSLMethod.clip_groups`):
+    each group is clipped to `grad_clip` on its own, so that CPS's two networks are each
+    clipped as if trained alone. The scaler unscales once, for all groups.
+    """
+    groups = _clip_groups(params)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
     norm = float("nan")
     if grad_clip and grad_clip > 0:
-        norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+        norms = [torch.nn.utils.clip_grad_norm_(g, grad_clip) for g in groups if g]
+        norm = float(torch.stack(norms).float().norm()) if norms else 0.0
     scaler.step(optimizer)
     scaler.update()
     return norm
+
+
+def _clip_groups(
+    params: Iterable[torch.Tensor] | Sequence[Iterable[torch.Tensor]],
+) -> list[list[torch.Tensor]]:
+    """`params` as a list of groups: a flat iterable of tensors is one group."""
+    items = list(params)
+    if all(isinstance(p, torch.Tensor) for p in items):
+        return [items]
+    return [list(g) for g in items]

@@ -2,12 +2,14 @@
 
 CPS (Chen et al. 2021): two networks of the same architecture, initialised with different
 seeds (the loop builds network k with seed + 1000 k), each learn from the other's hard
-labels on unlabeled images. One optimiser updates both; there is no EMA teacher.
+labels on unlabeled images. One optimiser updates both, each network's gradient clipped on
+its own (`clip_groups`); there is no EMA teacher.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from training.losses import bce_per_sample
 from training.methods.base import Batch, Logs, SSLMethod, StepInfo, register
@@ -32,6 +34,11 @@ class CrossPseudoSupervision(SSLMethod):
     acronym = "CPS"
     row = 90
     num_networks = 2
+
+    def clip_groups(self) -> list[list[nn.Parameter]]:
+        """One clipping group per network (docs/METHOD.md §7.4): each is clipped as if it
+        trained alone, so one network's large gradients never shrink the other's step."""
+        return [[p for p in net.parameters() if p.requires_grad] for net in self.networks]
 
     def cross_terms(
         self, batch: Batch, logits_a: torch.Tensor, logits_b: torch.Tensor
