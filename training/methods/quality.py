@@ -4,8 +4,9 @@
   q = g_phi(x (+) y). With `grad=True` (QAR, Eqn 5-6) gradients flow through g_phi to the
   mask argument, i.e. to f_theta's soft prediction, while g_phi's own parameters never
   receive gradients. When f_theta trains at another image size than g_phi was trained
-  for, images and masks are resized bilinearly to g_phi's size (differentiable) — only if
-  asked (`--mq_resize`), otherwise that is an error before training.
+  for, images and soft masks are resized bilinearly to g_phi's size (differentiable), hard
+  masks by nearest neighbour (they stay in {0, 1}, as the loaders resize masks) — only if
+  asked (`--mq_resize`), otherwise that is an error before training (docs/METHOD.md §5).
 - `quality_weights`: w_j = q_j^T * 1[q_j >= tau] (Eqn 7, T = 2, tau = 0.5), and
   `weighted_mean`: sum_j w_j l_j / sum_j w_j, 0 when every weight is 0 (Eqn 8).
 """
@@ -71,21 +72,37 @@ class QualityScorer:
         self.resize = self.size != image_size
 
     def __call__(
-        self, images: torch.Tensor, masks: torch.Tensor, grad: bool = False
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        grad: bool = False,
+        hard: bool | None = None,
     ) -> torch.Tensor:
         """Predicted quality (B,) of `masks` (B, 1, H, W) in [0, 1] (soft or hard).
 
         grad=False: no graph at all. grad=True: differentiable w.r.t. the inputs (QAR).
+        hard: whether `masks` are {0, 1} labels, resized by nearest neighbour under
+        --mq_resize; soft ones are resized bilinearly. Default `not grad`: the one
+        differentiable use scores QAR's soft prediction, every other one hard pseudo-labels.
         """
         if self.resize:
+            hard = not grad if hard is None else hard
+            masks = self.resize_masks(masks, hard)
             size = (self.size, self.size)
             images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-            masks = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
         x = torch.cat([images, masks.to(images.dtype)], dim=1)
         if grad:
             return self.model(x).float()
         with torch.no_grad():
             return self.model(x).float()
+
+    def resize_masks(self, masks: torch.Tensor, hard: bool) -> torch.Tensor:
+        """`masks` at g_phi's size: nearest neighbour for hard labels (a bilinear resize
+        would give g_phi soft edges it never saw on a hard mask), bilinear for soft ones."""
+        size = (self.size, self.size)
+        if hard:
+            return F.interpolate(masks, size=size, mode="nearest")
+        return F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
 
     def parameters_snapshot(self) -> list[torch.Tensor]:
         """A copy of g_phi's parameters (tests check they stay bit-identical)."""
