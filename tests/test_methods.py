@@ -179,6 +179,8 @@ RELEASE_DEFAULTS = {
     "num_anchors": 256,
     "quality_threshold": 0.5,
     "quality_temperature": 2.0,
+    # The release forwards D_L and D_U together; its SUP forwards D_L only.
+    "bn_forward": "mixed",
 }
 LOOP_FLAGS = {"ema_decay", "ema_initial_decay", "ema_warmup_steps"}  # method_args adds them
 
@@ -187,7 +189,11 @@ LOOP_FLAGS = {"ema_decay", "ema_initial_decay", "ema_warmup_steps"}  # method_ar
 def test_flag_defaults_match_the_release(name):
     args = vars(method_args(METHODS[name]))
     own = {k: v for k, v in args.items() if k not in LOOP_FLAGS}
-    assert own == {k: RELEASE_DEFAULTS[k] for k in own}
+    release = {
+        **RELEASE_DEFAULTS,
+        "bn_forward": "labeled_only" if name == "supervised" else "mixed",
+    }
+    assert own == {k: release[k] for k in own}
     assert all(type(v) is type(RELEASE_DEFAULTS[k]) for k, v in own.items())
     # Every method that reads g_phi takes tau and T of Eqn 7, and no other method does.
     assert ("quality_threshold" in own) == METHODS[name].uses_quality

@@ -11,14 +11,18 @@ Conventions:
 - Every network forward goes through the (possibly DDP-wrapped) network object; when a
   method needs decoder features it calls `net(x, features=True)` (see `FeatureNet`), so
   DistributedDataParallel sees every forward that produces gradients.
-- The student sees labeled and unlabeled images in one forward (one concatenated batch),
-  which is faster and keeps DDP to one forward per backward.
+- By default the student sees labeled and unlabeled images in one forward (one
+  concatenated batch, the release's way), which is faster and keeps DDP to one forward per
+  backward; `--bn_forward` (every method, `BN_FORWARD_CHOICES`) chooses how BatchNorm sees D_L and
+  D_U instead (docs/METHOD.md §4.7).
 - Losses are computed in float32 (training/losses.py casts) under the loop's autocast.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -53,6 +57,15 @@ LAMBDA_VARIABLES = {
     "--lambda_warmup": "LAMBDA_WARMUP_{}",
     "--lambda_rampup": "LAMBDA_RAMPUP_{}",
 }
+
+
+# --bn_forward: how the student's labeled and unlabeled images pass BatchNorm (§4.7).
+BN_FORWARD_CHOICES = ("mixed", "separate", "labeled_stats")
+BN_FORWARD_HELP = (
+    "how BatchNorm sees D_L and D_U: mixed (one forward of both, the release's), separate "
+    "(two forwards, labeled then unlabeled), labeled_stats (two forwards, running statistics "
+    "from the labeled one only)"
+)
 
 
 @dataclass(frozen=True)
@@ -128,6 +141,9 @@ class SSLMethod:
     lambda_variables: ClassVar[str | None] = "PL_QW"
     script_variables: ClassVar[dict[str, str]] = SCRIPT_VARIABLES
     flags: ClassVar[tuple[Flag, ...]] = ()  # the method's own flags, in --help order
+    # --bn_forward's default and choices (SUP adds `labeled_only`, its default).
+    bn_forward_default: ClassVar[str] = "mixed"
+    bn_forward_choices: ClassVar[tuple[str, ...]] = BN_FORWARD_CHOICES
 
     @classmethod
     def own_flags(cls) -> list[str]:
@@ -151,11 +167,22 @@ class SSLMethod:
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """Declare this method's own flags (called only for the selected method): `flags`,
         then, for a method that reads g_phi, --quality_threshold and --quality_temperature
-        (tau and T of Eqn 7; QAR takes them only because the release's script passes them)."""
+        (tau and T of Eqn 7; QAR takes them only because the release's script passes them),
+        then --bn_forward, which every method takes (docs/METHOD.md §4.7)."""
         for flag in cls.flags:
             flag.add_to(parser)
         if cls.uses_quality:
             add_quality_weight_arguments(parser)
+        Flag(
+            "--bn_forward", cls.bn_forward_default, BN_FORWARD_HELP, cls.bn_forward_choices
+        ).add_to(parser)
+
+    @classmethod
+    def loads_unlabeled(cls, args: argparse.Namespace) -> bool:
+        """Whether the loop must load D_U for this run: the method needs it, or SUP forwards
+        it for BatchNorm's sake (`--bn_forward` other than `labeled_only`, §4.7)."""
+        mode = getattr(args, "bn_forward", cls.bn_forward_default)
+        return cls.needs_unlabeled or mode != "labeled_only"
 
     def __init__(
         self,
@@ -173,6 +200,8 @@ class SSLMethod:
         self.networks = networks
         self.student = networks[0]
         self.quality = quality
+        # A Namespace built before --bn_forward existed gets the release's behaviour.
+        self.bn_forward = getattr(args, "bn_forward", self.bn_forward_default)
         self.teacher: EMATeacher | None = None
         if self.uses_teacher:
             self.teacher = EMATeacher(
@@ -187,24 +216,66 @@ class SSLMethod:
     # ----------------------------------------------------------------------------------
 
     def train_step(self, batch: Batch, info: StepInfo) -> tuple[torch.Tensor, Logs]:
-        """The loss of one step and the scalars to log. Base: supervised only."""
-        logits_l = self.student(batch.x_l)
+        """The loss of one step and the scalars to log. Base: supervised only (Eqn 4).
+
+        With a `--bn_forward` other than `labeled_only` (SUP's control, §4.7) the unlabeled
+        batch is forwarded too and its output discarded, so BatchNorm sees D_U as it does
+        in the SSL methods.
+        """
+        if self.bn_forward == "labeled_only":
+            logits_l = self.student(batch.x_l)
+        else:
+            if batch.x_u is None:
+                raise ValueError(
+                    f"--bn_forward {self.bn_forward} forwards D_U, but the batch has no "
+                    "unlabeled images: pass --unlabeled_csv"
+                )
+            logits_l, _ = self.student_forward(batch)
         loss_sup = dice_ce_loss(logits_l, batch.y_l)
         return loss_sup, {"loss_sup": loss_sup.detach()}
+
+    def clip_groups(self) -> list[list[nn.Parameter]]:
+        """The parameter groups whose gradient norms are clipped separately (docs/METHOD.md
+        §9): one group of every trainable parameter; CPS clips each network on its own."""
+        return [[p for net in self.networks for p in net.parameters() if p.requires_grad]]
 
     # ----------------------------------------------------------------------------------
     # Shared pieces
     # ----------------------------------------------------------------------------------
 
-    def student_forward(self, batch: Batch, x_u: torch.Tensor | None = None, net=None):
-        """One forward of `net` (the student) over labeled + unlabeled images.
+    def student_forward(
+        self,
+        batch: Batch,
+        x_u: torch.Tensor | None = None,
+        net: nn.Module | None = None,
+        features: bool = False,
+    ):
+        """`net` (the student) on labeled and unlabeled images, as --bn_forward says (§4.7):
 
-        Returns (logits_l, logits_u); `x_u` defaults to the batch's unlabeled images.
+        - mixed: one forward of the concatenated batch (BatchNorm's batch and running
+          statistics mix D_L and D_U; the release's way);
+        - separate: a forward of x_l, then one of x_u (each normalised by its own batch
+          statistics; the running statistics see both);
+        - labeled_stats: as separate, but the x_u forward leaves the running statistics
+          untouched (`frozen_bn_stats`), so evaluation normalises with D_L's only.
+
+        Returns (logits_l, logits_u), or with `features` ((logits_l, feats_l), (logits_u,
+        feats_u)); `x_u` defaults to the batch's unlabeled images.
         """
         net = net or self.student
         x_u = batch.x_u if x_u is None else x_u
-        logits = net(torch.cat([batch.x_l, x_u], dim=0))
-        return logits[: len(batch.x_l)], logits[len(batch.x_l) :]
+        run = (lambda x: net(x, features=True)) if features else net
+        if self.bn_forward == "mixed":
+            n_l = len(batch.x_l)
+            out = run(torch.cat([batch.x_l, x_u], dim=0))
+            if features:
+                return (out[0][:n_l], out[1][:n_l]), (out[0][n_l:], out[1][n_l:])
+            return out[:n_l], out[n_l:]
+        out_l = run(batch.x_l)
+        if self.bn_forward == "labeled_stats":
+            with frozen_bn_stats(net):
+                return out_l, run(x_u)
+        return out_l, run(x_u)
 
     def supervised(self, logits_l: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Eqn 4: DiceCE on the labeled batch."""
@@ -251,6 +322,29 @@ class SSLMethod:
             _unwrap(net).load_state_dict(sd)
         if self.teacher is not None and "teacher" in state:
             self.teacher.load_state_dict(state["teacher"])
+
+
+@contextmanager
+def frozen_bn_stats(net: nn.Module) -> Iterator[None]:
+    """BatchNorm layers of `net` normalise with their batch statistics (in train mode) but
+    leave running_mean, running_var and num_batches_tracked as they are (§4.7).
+
+    With track_running_stats False a training-mode BatchNorm uses the batch statistics
+    and passes no running buffers to F.batch_norm, nor counts the batch: exactly "use
+    but do not record" (momentum 0 would still count num_batches_tracked).
+    """
+    layers = [
+        m
+        for m in net.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    for m in layers:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.track_running_stats = True
 
 
 def _unwrap(net: nn.Module) -> nn.Module:

@@ -31,10 +31,10 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from training.losses import bce_per_sample
+from training.losses import masked_bce
 from training.methods.base import Batch, Flag, Logs, StepInfo, register
 from training.methods.pseudo_label import PseudoLabel
-from training.methods.quality import weight_logs, weighted_mean
+from training.methods.quality import weight_logs
 
 
 def pixel_info_nce(
@@ -95,7 +95,8 @@ class Contrastive(PseudoLabel):
     L_pl is PL-T's BCE over confident pixels (confidence >= --confidence_threshold 0.9);
     L_nce the pixel InfoNCE of `pixel_info_nce` on the student's last decoder features over
     labeled and unlabeled images (lambda_c = --lambda_contrast 0.1, temperature
-    --contrast_temperature 0.1, --num_negatives 256, --num_anchors 256 per class).
+    --contrast_temperature 0.1, --num_negatives 256, --num_anchors 256 per class), from the
+    student forward of --bn_forward (docs/METHOD.md §4.7).
     The whole unsupervised part shares lambda(t), so the contrast term, which also reads
     the teacher's labels, is off while they are still poor.
     """
@@ -117,9 +118,8 @@ class Contrastive(PseudoLabel):
 
     def train_step(self, batch: Batch, info: StepInfo) -> tuple[torch.Tensor, Logs]:
         hard, _, keep = self.pseudo_labels(batch.x_u)
-        n_l = len(batch.x_l)
-        logits, features = self.student(torch.cat([batch.x_l, batch.x_u]), features=True)
-        logits_l, logits_u = logits[:n_l], logits[n_l:]
+        (logits_l, feats_l), (logits_u, feats_u) = self.student_forward(batch, features=True)
+        features = torch.cat([feats_l, feats_u])
         loss_sup = self.supervised(logits_l, batch)
         loss_pl, logs = self.pseudo_label_loss(batch, logits_u, hard, keep)
 
@@ -145,10 +145,12 @@ class ContrastiveQuality(Contrastive):
     """CL-QW: CL with the pseudo-label term weighted per sample by g_phi (Eqns 7-8).
 
     q_j = g_phi(x_u_j (+) y^_j) on the teacher's hard labels (no gradient),
-    w_j = q_j^T 1[q_j >= tau]; l_j = BCE of sample j over its confident pixels;
-      L_pl = sum_j w_j l_j / sum_j w_j  (0 when every weight is 0),
-    where a sample without a confident pixel gets weight 0 (it has no term, and counting its
-    weight would only shrink the others'). The InfoNCE term is CL's, unweighted.
+    w_j = q_j^T 1[q_j >= tau]; each sample's weight is broadcast to its confident pixels
+    (m_ji in {0, 1}) and pooled over the batch's pixels as CL pools them:
+      L_pl = sum_ji w_j m_ji BCE_ji / sum_ji w_j m_ji  (0 when every weight is 0),
+    the Eqn 8 normalisation over pixels, so at equal weights L_pl is CL's exactly and a
+    sample without a confident pixel has no say (docs/METHOD.md §7.5). The InfoNCE term
+    is CL's, unweighted.
     """
 
     name = "contrastive_quality"
@@ -160,6 +162,5 @@ class ContrastiveQuality(Contrastive):
         self, batch: Batch, logits_u: torch.Tensor, hard: torch.Tensor, keep: torch.Tensor
     ) -> tuple[torch.Tensor, Logs]:
         q, w = self.quality_weighting(batch.x_u, hard)
-        has_pixels = (keep.flatten(1).sum(1) > 0).float()
-        loss = weighted_mean(bce_per_sample(logits_u, hard, keep), w * has_pixels)
+        loss = masked_bce(logits_u, hard, keep * w.view(-1, *([1] * (keep.dim() - 1))))
         return loss, {"kept_pixel_fraction": keep.mean(), **weight_logs(q, w)}
