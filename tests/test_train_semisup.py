@@ -134,6 +134,26 @@ def test_foreign_checkpoint_and_image_size_are_refused(tiny_demo, tmp_path, gphi
     args[args.index("--image_size") + 1] = "32"
     with pytest.raises(SystemExit, match=r"trained at 64 px .* --mq_resize"):
         train_semisup.main(args)
+    # A g_phi trained on differently normalised images would score garbage in Phase 2.
+    ckpt = torch.load(gphi_ckpt, weights_only=True)
+    ckpt["normalization"] = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+    other = tmp_path / "other_norm.pth"
+    torch.save(ckpt, other)
+    with pytest.raises(SystemExit, match=r"normalised with mean \[0.5, 0.5, 0.5\]"):
+        train_semisup.main(ssl_args(tiny_demo, tmp_path, "ours_qar", "--mq_checkpoint", str(other)))
+
+
+@pytest.mark.slow
+def test_sup_control_with_the_mixed_batchnorm_forward(tiny_demo, tmp_path):
+    """SUP with --bn_forward mixed loads D_U and forwards it (BN sees D_U as in SSL runs)."""
+    run = train_semisup.main(
+        ssl_args(tiny_demo, tmp_path, "supervised", "--bn_forward", "mixed", name="sup_mixed")
+    )
+    plain = train_semisup.main(ssl_args(tiny_demo, tmp_path, "supervised", name="sup_plain"))
+    a, b = (json.loads((r / "results.json").read_text()) for r in (run, plain))
+    assert a["test"]["dice"] != b["test"]["dice"]  # the BN statistics differ, so the model
+    record = json.loads((run / "args.json").read_text())
+    assert record["unlabeled_images"] == 8 and record["args"]["bn_forward"] == "mixed"
 
 
 def test_empty_csv_and_missing_swin_weights_are_refused(tiny_demo, tmp_path):

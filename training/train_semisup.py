@@ -253,7 +253,7 @@ def validate(args: argparse.Namespace, method: type[SSLMethod]) -> None:
         check_seg_model_args(args.seg_model, **seg_model_kwargs(args, notify=True))
     except ValueError as exc:
         problems.append(f"--seg_model {args.seg_model}: {exc}")
-    if method.needs_unlabeled and not args.unlabeled_csv:
+    if method.loads_unlabeled(args) and not args.unlabeled_csv:
         problems.append(f"{method.name} needs --unlabeled_csv")
     if method.uses_quality and not args.mq_checkpoint:
         problems.append(f"{method.name} needs g_phi: pass --mq_checkpoint")
@@ -340,7 +340,7 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
     )
     val_loader = eval_loader(args.labeled_val_csv, args, ctx)
     unlabeled = u_sampler = u_loader = None
-    if method_cls.needs_unlabeled:
+    if method_cls.loads_unlabeled(args):
         unlabeled = UnlabeledSegDataset(
             args.unlabeled_csv,
             args.image_size,
@@ -434,7 +434,7 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             with autocast(ctx.device, amp_dtype):
                 loss, logs = method.train_step(batch, info)
             check_loss_finite(loss, logs, epoch, step, ctx)
-            clip_and_step(loss, optimizer, scaler, params, args.grad_clip)
+            clip_and_step(loss, optimizer, scaler, method.clip_groups(), args.grad_clip)
             method.after_step(step)
             step += 1
             meter.add({"loss": loss.detach(), **logs, "lambda": lam})

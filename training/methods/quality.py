@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from data.io import IMAGENET_MEAN, IMAGENET_STD
 from models.quality_predictor import load_quality_predictor
 from training.losses import weighted_sample_mean
 
@@ -50,6 +51,23 @@ def weight_logs(q: torch.Tensor, w: torch.Tensor, prefix: str = "") -> dict[str,
     }
 
 
+def check_normalisation(stored: dict | None, checkpoint: str | Path) -> None:
+    """g_phi must see images normalised as it was trained: Phase 2 normalises with the
+    ImageNet statistics (data.augment.normalize_tensor), so the checkpoint must say so."""
+    if stored is None:
+        return  # checkpoints written before the field existed were all ImageNet-normalised
+    for key, expected in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
+        got = [float(v) for v in stored.get(key, [])]
+        if len(got) != len(expected) or any(
+            abs(a - b) > 1e-6 for a, b in zip(got, expected, strict=True)
+        ):
+            raise ValueError(
+                f"g_phi ({checkpoint}) was trained on images normalised with {key} {got}, "
+                f"but Phase 2 normalises with the ImageNet {key} {list(expected)}: retrain "
+                "g_phi with this project's train_mq.py, or normalise its inputs the same way"
+            )
+
+
 class QualityScorer:
     """Frozen g_phi for Phase 2: q = g_phi(x (+) y) for normalised images and masks."""
 
@@ -70,6 +88,7 @@ class QualityScorer:
                 f"--mq_resize to resize images and masks to {self.size} px for g_phi"
             )
         self.resize = self.size != image_size
+        check_normalisation(self.meta.get("normalization"), checkpoint)
 
     def __call__(
         self,
