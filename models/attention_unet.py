@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from segmentation_models_pytorch.base import initialization as smp_init
 from segmentation_models_pytorch.base.modules import Conv2dReLU
-from segmentation_models_pytorch.encoders import get_encoder
 from torch import nn
 
 from models.common import SegmentationNetwork, check_input_shape
+from models.pretrained import build_smp_encoder
 
 
 class AttentionGate(nn.Module):
@@ -73,7 +73,7 @@ class AttentionUNet(SegmentationNetwork):
 
     Args:
         encoder_name: any smp encoder name (``resnet34`` in the paper).
-        encoder_weights: "imagenet" or None.
+        encoder_weights: "imagenet", None, or a local weights file.
         decoder_channels: one entry per decoder block (5 for depth-5 encoders), smp's default.
     """
 
@@ -85,9 +85,7 @@ class AttentionUNet(SegmentationNetwork):
     ) -> None:
         super().__init__()
         depth = len(decoder_channels)
-        self.encoder = get_encoder(
-            encoder_name, in_channels=3, depth=depth, weights=encoder_weights
-        )
+        self.encoder = build_smp_encoder(encoder_name, encoder_weights, in_channels=3, depth=depth)
         # features[0] is the input itself (full resolution), as in smp's U-Net it is not a skip.
         enc_channels = list(self.encoder.out_channels[1:])[::-1]
         head_channels, skip_channels = enc_channels[0], [*enc_channels[1:], 0]

@@ -136,9 +136,13 @@ def _build_swin_unet(
     return model
 
 
-def _cnn_problems(encoder: str, **_: Any) -> list[str]:
+def _cnn_problems(encoder: str, encoder_weights: str | None = None, **_: Any) -> list[str]:
     from segmentation_models_pytorch.encoders import get_encoder_names
 
+    from models.pretrained import is_weights_file
+
+    if is_weights_file(encoder_weights) and not Path(str(encoder_weights)).is_file():
+        return [f"encoder_weights file not found: {encoder_weights} (imagenet, none or a file)"]
     if not str(encoder).startswith("tu-") and encoder not in get_encoder_names():
         return [
             f"unknown smp encoder {encoder!r}; use one of smp's encoders (e.g. resnet18, "
@@ -263,7 +267,8 @@ def create_seg_model(name: str, **kwargs: Any) -> nn.Module:
         name: ``unetpp``, ``attentionunet`` or ``swinunet`` (case-insensitive), or an acronym.
         **kwargs: the model's own arguments (see the module doc for one it does not take):
             encoder: smp encoder of the CNNs (``resnet34``, the paper's; ``tu-<timm name>``).
-            encoder_weights: "imagenet" (default) or None / "none" (random init, every model).
+            encoder_weights: "imagenet" (default) or None / "none" (random init, every model);
+                for the CNNs also a local weights file (:mod:`models.pretrained`).
                 For Swin-UNet "imagenet" means: load ``swin_pretrained_path``.
             image_size: input resolution (224); Swin-UNet is built for exactly this size.
             decoder_channels: the CNNs' decoder widths (smp's 256, 128, 64, 32, 16).

@@ -7,6 +7,7 @@ import segmentation_models_pytorch as smp
 import torch
 
 from models.common import SegmentationNetwork, check_input_shape
+from models.pretrained import is_weights_file, load_encoder_file
 
 
 class UnetPlusPlus(SegmentationNetwork, smp.UnetPlusPlus):
@@ -15,9 +16,16 @@ class UnetPlusPlus(SegmentationNetwork, smp.UnetPlusPlus):
     def __init__(
         self, encoder_name: str = "resnet34", encoder_weights: str | None = None, **kwargs
     ) -> None:
+        # a local file: build with no weights, then load it (models/pretrained.py)
+        weights_file = encoder_weights if is_weights_file(encoder_weights) else None
         super().__init__(
-            encoder_name=encoder_name, encoder_weights=encoder_weights, classes=1, **kwargs
+            encoder_name=encoder_name,
+            encoder_weights=None if weights_file else encoder_weights,
+            classes=1,
+            **kwargs,
         )
+        if weights_file:
+            load_encoder_file(self.encoder, encoder_name, weights_file)
         self.decoder_feature_channels = int(self.segmentation_head[0].in_channels)
         self.encoder_name = encoder_name
 
