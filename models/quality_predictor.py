@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from data.io import IMAGENET_MEAN, IMAGENET_STD
+from models.pretrained import load_weights_file
 
 CHECKPOINT_FORMAT = "qgssl.g_phi"
 CHECKPOINT_VERSION = 1
@@ -114,16 +115,18 @@ def create_backbone(
     asks timm for its own source (Hugging Face hub), which needs internet access.
     """
     kwargs: dict[str, Any] = {"num_classes": 0, "global_pool": "avg"}
-    if pretrained_path:
-        path = Path(pretrained_path)
+    path = Path(pretrained_path) if pretrained_path else None
+    if path is not None:
         if not path.is_file():
             raise FileNotFoundError(
                 f"g_phi pretrained weights not found: {path} (--pretrained_path)"
             )
-        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
-        pretrained = True
+        pretrained = False  # the file is loaded below, with every key checked
     try:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
+        model = timm.create_model(name, pretrained=pretrained, **kwargs)
+        if path is not None:
+            load_weights_file(model, path, what=f"g_phi backbone {name}")
+        return model
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             raise ValueError(
@@ -177,8 +180,9 @@ class QualityPredictor(nn.Module):
         return self.head(self.backbone(x)).squeeze(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Predicted Dice in [0, 1], shape (B,)."""
-        return torch.sigmoid(self.forward_logits(x))
+        """Predicted Dice in [0, 1], shape (B,), float32 even under autocast."""
+        # fp16's sigmoid rounds to 1 for logits above ~8, and QAR's gradient vanishes
+        return torch.sigmoid(self.forward_logits(x).float())
 
 
 # --------------------------------------------------------------------------------------
