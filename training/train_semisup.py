@@ -116,7 +116,11 @@ def build_parser(method: type[SSLMethod] | None = None) -> argparse.ArgumentPars
         default="resnet34",
         help="smp encoder, or tu-<timm name> (U-Net++, Attention U-Net)",
     )
-    m.add_argument("--encoder_weights", default="imagenet", help="imagenet or none")
+    m.add_argument(
+        "--encoder_weights",
+        default="imagenet",
+        help="imagenet, none, or a local weights file (models/pretrained.py)",
+    )
     m.add_argument(
         "--swin_pretrained_path",
         default=None,
