@@ -229,13 +229,28 @@ def load_unlabeled_csv(csv_path: str | Path) -> list[Path]:
     """Read and check an unlabeled CSV (`img_path`, or `image_path`; extra columns ignored)."""
     csv_path = Path(csv_path)
     df = read_csv_checked(csv_path)
+    return _resolve_column(df, _unlabeled_column(df, csv_path), csv_path)
+
+
+def _unlabeled_column(df: pd.DataFrame, csv_path: Path) -> str:
     column = next((c for c in UNLABELED_COLUMN_ALIASES if c in df.columns), None)
     if column is None:
         raise DataError(
             f"CSV {csv_path} lacks an image column: expected one of "
             f"{list(UNLABELED_COLUMN_ALIASES)}, it has {list(df.columns)}"
         )
-    return _resolve_column(df, column, csv_path)
+    return column
+
+
+def load_heldout_masks(csv_path: str | Path) -> LabeledSplit | None:
+    """The images of an unlabeled CSV paired with its held-out `mask_path` column (every
+    path checked), or None when it has no such column (diagnostics only, never training)."""
+    csv_path = Path(csv_path)
+    df = read_csv_checked(csv_path)
+    if "mask_path" not in df.columns:
+        return None
+    images = _resolve_column(df, _unlabeled_column(df, csv_path), csv_path)
+    return LabeledSplit(csv_path, images, _resolve_column(df, "mask_path", csv_path))
 
 
 # --------------------------------------------------------------------------------------

@@ -28,41 +28,23 @@ from scipy import stats
 from torch import nn
 
 from data.augment import normalize_tensor
-from data.io import LABELED_COLUMNS, UNLABELED_COLUMN_ALIASES, read_csv_checked
+from data.io import load_heldout_masks, load_labeled_arrays
 from data.seg_datasets import LabeledSegDataset
+from training.distributed import unwrap_ddp
 from training.metrics import segmentation_metrics
 
 DIAGNOSTIC_PREFIX = "diag_"
 
 
-def heldout_mask_csv(unlabeled_csv: str | Path | None, out_dir: Path) -> Path | None:
-    """An `image_path,mask_path` CSV of D_U's held-out masks, or None when it has none.
-
-    Written into the run folder (the user's CSV is never modified)."""
-    if not unlabeled_csv:
+def heldout_dataset(
+    unlabeled_csv: str | Path | None, image_size: int, num_threads: int
+) -> LabeledSegDataset | None:
+    """D_U's images with their held-out masks, unaugmented; None when the CSV has none."""
+    split = load_heldout_masks(unlabeled_csv) if unlabeled_csv else None
+    if split is None:
         return None
-    df = read_csv_checked(unlabeled_csv)
-    if "mask_path" not in df.columns:
-        return None
-    column = next((c for c in UNLABELED_COLUMN_ALIASES if c in df.columns), None)
-    if column is None:
-        return None  # load_unlabeled_csv names the missing image column
-    base = Path(unlabeled_csv).resolve().parent
-    out = pd.DataFrame(
-        {
-            "image_path": [str(_resolve(base, p)) for p in df[column]],
-            "mask_path": [str(_resolve(base, p)) for p in df["mask_path"]],
-        },
-        columns=list(LABELED_COLUMNS),
-    )
-    path = out_dir / "heldout_unlabeled_masks.csv"
-    out.to_csv(path, index=False)
-    return path
-
-
-def _resolve(base: Path, value: str) -> Path:
-    path = Path(str(value))
-    return path if path.is_absolute() else base / path
+    images, masks = load_labeled_arrays(split, image_size, num_threads, desc="held-out masks")
+    return LabeledSegDataset.from_arrays(images, masks, augment=False)
 
 
 def pseudo_label_network(method: Any) -> nn.Module:
@@ -70,12 +52,8 @@ def pseudo_label_network(method: Any) -> nn.Module:
     if getattr(method, "teacher", None) is not None:
         return method.teacher.model
     if len(method.networks) > 1:
-        return _unwrap(method.networks[1])
+        return unwrap_ddp(method.networks[1])
     return method.eval_model()
-
-
-def _unwrap(net: nn.Module) -> nn.Module:
-    return getattr(net, "module", net)
 
 
 def _dice(probs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

@@ -48,7 +48,7 @@ from models.seg_models import (
     seg_model_acronym,
 )
 from training.cli import TRACKING_REASON, add_ignored
-from training.diagnostics import heldout_mask_csv, mechanism_diagnostics, plot_diagnostics
+from training.diagnostics import heldout_dataset, mechanism_diagnostics, plot_diagnostics
 from training.distributed import (
     DistContext,
     barrier,
@@ -356,12 +356,12 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             unlabeled, args.batch_size_unlabeled, args.num_workers, ctx, True, args.seed + 1
         )
     steps = steps_per_epoch(l_loader, u_loader)
-    heldout = None  # D_U's held-out masks (diagnostics only, §6.1), read by rank 0
-    heldout_csv = heldout_mask_csv(args.unlabeled_csv, run.dir) if ctx.is_main else None
-    if heldout_csv is not None:
-        heldout = LabeledSegDataset(
-            heldout_csv, args.image_size, augment=False, num_threads=args.cache_threads
-        )
+    # D_U's held-out masks (diagnostics only, §6.1), read by rank 0
+    heldout = (
+        heldout_dataset(args.unlabeled_csv, args.image_size, args.cache_threads)
+        if ctx.is_main
+        else None
+    )
     if unlabeled is None and args.unlabeled_csv:
         # SUP given D_U: the epoch still spans max(labeled, unlabeled) batches (§4.2),
         # counted from the CSV without loading its images, so that SUP gets as many updates
@@ -452,7 +452,7 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
         score = val[SELECTION_METRIC]["mean"]
         stopper.update(score, epoch)
         means = {k: reduce_mean(v, ctx) for k, v in meter.means().items()}
-        diag = mechanism_diagnostics(method, heldout, ctx.device) if heldout else {}
+        diag = mechanism_diagnostics(method, heldout, ctx.device) if heldout is not None else {}
         terms = "  ".join(f"{k} {v:.4f}" for k, v in means.items() if k.startswith("loss"))
         run.end_epoch(
             epoch,
