@@ -376,6 +376,7 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
     networks = build_networks(args, method_cls, ctx)
     method = method_cls(args, networks, quality)
     params = [p for net in networks for p in net.parameters()]
+    clip_groups = method.clip_groups()  # fixed for the run; not rebuilt every step
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     scheduler = cosine_lr_scheduler(optimizer, args.epochs, eta_min=args.eta_min)
     amp_dtype = autocast_dtype(args.mixed_precision, ctx.device)
@@ -438,7 +439,7 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             with autocast(ctx.device, amp_dtype):
                 loss, logs = method.train_step(batch, info)
             check_loss_finite(loss, logs, epoch, step, ctx)
-            clip_and_step(loss, optimizer, scaler, method.clip_groups(), args.grad_clip)
+            clip_and_step(loss, optimizer, scaler, clip_groups, args.grad_clip)
             method.after_step(step)
             step += 1
             meter.add({"loss": loss.detach(), **logs, "lambda": lam})
