@@ -100,12 +100,15 @@ class AttentionUNet(SegmentationNetwork):
         smp_init.initialize_decoder(self.blocks)
         smp_init.initialize_head(self.segmentation_head)
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (logits (B, 1, H, W), last decoder feature map (B, C, H, W))."""
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's feature maps, deepest first (the input itself is not a skip)."""
         check_input_shape(
             x, f"attentionunet ({self.encoder_name} encoder)", self.encoder.output_stride
         )
-        features = self.encoder(x)[1:][::-1]
+        return self.encoder(x)[1:][::-1]
+
+    def decode(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (logits (B, 1, H, W), last decoder feature map (B, C, H, W))."""
         d, skips = features[0], features[1:]
         for i, block in enumerate(self.blocks):
             d = block(d, skips[i] if i < len(skips) else None)

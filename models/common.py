@@ -6,6 +6,10 @@ Every f_theta takes an ImageNet-normalised batch (B, 3, H, W) and returns one-ch
 ``(logits, features)`` with ``features`` the last decoder feature map before the segmentation
 head (the contrastive baselines' pixel InfoNCE reads it), ``decoder_feature_channels`` its
 channel count.
+
+Each network is an encoder and a decoder: ``encode(x)`` returns the feature maps the decoder
+reads and ``decode(features)`` returns ``(logits, features)``. ``forward_perturbed`` uses the
+split for UniMatch's feature perturbation (docs/METHOD.md §7.6) on every architecture.
 """
 
 from __future__ import annotations
@@ -13,20 +17,49 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
 class SegmentationNetwork(nn.Module):
-    """Base of every f_theta: ``forward`` is ``forward_features``' logits."""
+    """Base of every f_theta: ``forward`` is ``forward_features``' logits, and
+    ``forward_features`` is ``decode(encode(x))``."""
 
     decoder_feature_channels: int
+    # How encode()'s feature maps hold their channels: "NCHW" (CNNs) or "NHWC" (Swin tokens).
+    feature_layout: str = "NCHW"
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's feature maps that the decoder reads (checks the input's shape)."""
+        raise NotImplementedError
+
+    def decode(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (logits (B, 1, H, W), last decoder feature map (B, C, H, W))."""
         raise NotImplementedError
 
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (logits (B, 1, H, W), last decoder feature map (B, C, H, W))."""
+        return self.decode(self.encode(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)[0]
+
+    def forward_perturbed(
+        self, x: torch.Tensor, start: int = 0, p: float = 0.5
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """UniMatch's feature perturbation in one forward: encode x once, decode its clean
+        features and, stacked after them, the features of x[start:] through Dropout2d(p)
+        (whole channels dropped; identity in eval mode). Returns (logits of x, logits of the
+        perturbed stream for x[start:])."""
+        n = len(x)
+        joined = [torch.cat([f, self._drop_channels(f[start:], p)]) for f in self.encode(x)]
+        logits = self.decode(joined)[0]
+        return logits[:n], logits[n:]
+
+    def _drop_channels(self, f: torch.Tensor, p: float) -> torch.Tensor:
+        if self.feature_layout == "NHWC":
+            return F.dropout2d(f.permute(0, 3, 1, 2), p, self.training).permute(0, 2, 3, 1)
+        return F.dropout2d(f, p, self.training)
 
 
 def check_input_shape(

@@ -171,6 +171,8 @@ class SwinUNet(SegmentationNetwork):
         drop_path_rate: stochastic depth, linearly rising over the blocks (0.1 as Swin-UNet).
     """
 
+    feature_layout = "NHWC"  # encode() returns Swin tokens
+
     def __init__(
         self,
         image_size: int = 224,
@@ -239,8 +241,8 @@ class SwinUNet(SegmentationNetwork):
         for module in (self.decoder, self.decoder_norm, self.final_expand):
             module.apply(_init_swin_weights)
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (logits (B, 1, H, W), full-resolution decoder features (B, 96, H, W))."""
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The skip tokens of stages 0-2 and the normed bottleneck tokens (NHWC)."""
         check_input_shape(
             x, "swinunet", DOWNSAMPLING, size=self.image_size, valid_sizes=self.valid_sizes
         )
@@ -254,7 +256,11 @@ class SwinUNet(SegmentationNetwork):
             tokens = stage.blocks(tokens)
             if self.skip_source == "blocks":
                 skips.append(tokens)
-        y = self.encoder.norm(tokens)
+        return [*skips[: NUM_STAGES - 1], self.encoder.norm(tokens)]
+
+    def decode(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (logits (B, 1, H, W), full-resolution decoder features (B, 96, H, W))."""
+        skips, y = features[:-1], features[-1]
         for i in reversed(range(NUM_STAGES)):
             y = self.decoder[i](y, skips[i] if i < NUM_STAGES - 1 else None)
         y = self.final_expand(self.decoder_norm(y))

@@ -32,7 +32,10 @@ class UnetPlusPlus(SegmentationNetwork, smp.UnetPlusPlus):
     def check_input_shape(self, x: torch.Tensor) -> None:
         check_input_shape(x, f"unetpp ({self.encoder_name} encoder)", self.encoder.output_stride)
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         self.check_input_shape(x)
-        features = self.decoder(self.encoder(x))
-        return self.segmentation_head(features), features
+        return self.encoder(x)
+
+    def decode(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        decoded = self.decoder(features)
+        return self.segmentation_head(decoded), decoded
