@@ -6,6 +6,8 @@
   0.1/0.1/0.1/0.05 (p 0.3) and Gaussian noise (p 0.2) of variance 5-25 grey levels squared
   (std sqrt(5) to 5), stated in pixel units so that the applied noise is the intended one
   (docs/METHOD.md §9).
+- Strong views of unlabeled images (FixMatch, UniMatch): stronger colour jitter, greyscale,
+  Gaussian blur, and CutMix boxes (docs/METHOD.md §7.6).
 - ImageNet normalisation to a float CHW tensor.
 
 Everything works on uint8 with OpenCV lookup tables and SIMD primitives, so that a data
@@ -206,6 +208,64 @@ class PhotometricAugment:
         if rng.random() < self.p_noise:
             image = gaussian_noise(image, rng, self.noise_var_range)
         return image
+
+
+def gaussian_blur(
+    image: np.ndarray, rng: np.random.Generator, sigma_range: tuple[float, float] = (0.1, 2.0)
+) -> np.ndarray:
+    """Gaussian blur with sigma uniform in `sigma_range` (the kernel spans +-3 sigma)."""
+    sigma = float(rng.uniform(*sigma_range))
+    k = 2 * max(1, math.ceil(3 * sigma)) + 1
+    return cv2.GaussianBlur(image, (k, k), sigmaX=sigma, borderType=cv2.BORDER_REFLECT_101)
+
+
+@dataclass(frozen=True)
+class StrongAugment:
+    """The photometric part of a strong view (FixMatch / UniMatch, docs/METHOD.md §7.6):
+    colour jitter 0.5/0.5/0.5/0.25 (p 0.8), greyscale (p 0.2), Gaussian blur with sigma in
+    [0.1, 2] (p 0.5), in UniMatch's order; the geometry is the weak view's."""
+
+    p_color_jitter: float = 0.8
+    jitter: tuple[float, float, float, float] = (0.5, 0.5, 0.5, 0.25)
+    p_grey: float = 0.2
+    p_blur: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() < self.p_color_jitter:
+            image = color_jitter(image, rng, *self.jitter)
+        if rng.random() < self.p_grey:
+            image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        if rng.random() < self.p_blur:
+            image = gaussian_blur(image, rng, self.blur_sigma)
+        return np.ascontiguousarray(image)
+
+
+@dataclass(frozen=True)
+class CutMixBox:
+    """A CutMix box as UniMatch draws it (`obtain_cutmix_box`): with probability `p`, a
+    rectangle of area fraction uniform in `area`; then aspect ratio (height / width)
+    uniform in `aspect` and top-left corner uniform over the image, both drawn again until
+    the box fits inside; else no box."""
+
+    p: float = 0.5
+    area: tuple[float, float] = (0.02, 0.4)
+    aspect: tuple[float, float] = (0.3, 1 / 0.3)
+
+    def __call__(self, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+        """(H, W) uint8 mask, 1 inside the box (where another image is pasted)."""
+        box = np.zeros((height, width), np.uint8)
+        if rng.random() >= self.p:
+            return box
+        area = rng.uniform(*self.area) * height * width
+        while True:
+            ratio = rng.uniform(*self.aspect)
+            w, h = int(math.sqrt(area / ratio)), int(math.sqrt(area * ratio))
+            x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+            if x + w <= width and y + h <= height:
+                break
+        box[y : y + h, x : x + w] = 1
+        return box
 
 
 # --------------------------------------------------------------------------------------

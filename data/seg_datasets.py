@@ -7,7 +7,10 @@ starves a GPU. Items are uint8 tensors; the training loop normalises them on its
 
 - Labeled training view: flips, +-20 deg rotation (joint with the mask, p 0.5) and
   brightness/contrast (p 0.5) of the image.
-- Unlabeled weak view: flips only (teacher and student see the same view).
+- Unlabeled weak view: flips only (teacher and student see the same view). With
+  `strong_views=S` (FixMatch 1, UniMatch 2) an item also holds S strong views (the weak
+  view's geometry, then `StrongAugment`'s photometric step) and S CutMix boxes, each view
+  and box drawn independently (docs/METHOD.md §7.6).
 - Validation and test (augment=False): the cached arrays, no randomness.
 
 Per-sample randomness comes from `data.samplers.sample_rng(seed, epoch, index)`; the epoch is
@@ -16,7 +19,8 @@ is a pure function of (seed, epoch, index) whatever the number of workers. A pla
 [0, n) means epoch 0, so a plain DataLoader works too.
 
 Items: labeled {"image": uint8 (3, H, W) RGB, "mask": uint8 (1, H, W) in {0, 1},
-"index": int}; unlabeled {"image": uint8 (3, H, W), "index": int}.
+"index": int}; unlabeled {"image": uint8 (3, H, W), "index": int}, with strong views
+also "strong": uint8 (S, 3, H, W) and "box": uint8 (S, H, W) in {0, 1}.
 """
 
 from __future__ import annotations
@@ -28,7 +32,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.augment import brightness_contrast, flip_rotate_pair, random_flips
+from data.augment import (
+    CutMixBox,
+    StrongAugment,
+    brightness_contrast,
+    flip_rotate_pair,
+    random_flips,
+)
 from data.io import load_image_array, load_labeled_arrays, load_labeled_csv, load_unlabeled_csv
 from data.samplers import sample_rng, split_index
 
@@ -163,7 +173,8 @@ class UnlabeledSegDataset(_CachedSegDataset):
     """Images of an unlabeled CSV: `img_path` (the release's colonoscopy CSV, or its ISIC
     subset CSVs with their metadata columns) or `image_path`, resized and cached as uint8.
 
-    `UnlabeledSegDataset(csv_path, image_size, augment, seed=0, num_threads=4)`.
+    `UnlabeledSegDataset(csv_path, image_size, augment, seed=0, num_threads=4, *,
+    strong_views=0)`: the number of strong views (and CutMix boxes) per item.
     """
 
     @staticmethod
@@ -172,19 +183,42 @@ class UnlabeledSegDataset(_CachedSegDataset):
         return (load_image_array(paths, image_size, num_threads, desc=desc, csv_path=csv_path),)
 
     @classmethod
-    def from_arrays(cls, images: np.ndarray, augment: bool, seed: int = 0) -> UnlabeledSegDataset:
+    def from_arrays(
+        cls, images: np.ndarray, augment: bool, seed: int = 0, strong_views: int = 0
+    ) -> UnlabeledSegDataset:
         """A data set over an in-memory (N, H, W, 3) uint8 array."""
         self = cls.__new__(cls)
-        self._setup(images, augment, seed)
+        self._setup(images, augment, seed, strong_views)
         return self
 
-    def _setup(self, images: np.ndarray, augment: bool, seed: int) -> None:
+    def _setup(
+        self,
+        images: np.ndarray,
+        augment: bool,
+        seed: int,
+        strong_views: int = 0,
+        strong: StrongAugment = StrongAugment(),  # noqa: B008 - frozen, shared safely
+        cutmix: CutMixBox = CutMixBox(),  # noqa: B008
+    ) -> None:
         _check_images(images, "images")
+        if strong_views < 0 or (strong_views and not augment):
+            raise ValueError(f"strong_views must be >= 0 and needs augment, got {strong_views}")
         self.images, self.augment, self.seed = images, bool(augment), int(seed)
+        self.strong_views, self.strong, self.cutmix = int(strong_views), strong, cutmix
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         epoch, i = self._locate(index)
         image = self.images[i]
-        if self.augment:
-            image = random_flips(image, sample_rng(self.seed, epoch, i))
-        return {"image": _chw_tensor(image), "index": i}
+        if not self.augment:
+            return {"image": _chw_tensor(image), "index": i}
+        rng = sample_rng(self.seed, epoch, i)
+        image = random_flips(image, rng)
+        item: dict[str, torch.Tensor | int] = {"image": _chw_tensor(image), "index": i}
+        if self.strong_views:
+            # Drawn after the weak view, so the weak view is the same with or without them.
+            h, w = image.shape[:2]
+            views = [_chw_tensor(self.strong(image, rng)) for _ in range(self.strong_views)]
+            boxes = [self.cutmix(rng, h, w) for _ in range(self.strong_views)]
+            item["strong"] = torch.stack(views)
+            item["box"] = torch.from_numpy(np.stack(boxes))
+        return item
