@@ -82,6 +82,13 @@ NUM_NEGATIVES_CONTRAST="${NUM_NEGATIVES_CONTRAST:-}"  # CL, CL-QW (256)
 ICT_ALPHA="${ICT_ALPHA:-}"                            # ICT, ICT-QW (1.0)
 QUALITY_THRESHOLD_SR="${QUALITY_THRESHOLD_SR:-}"      # tau of every quality method (0.5)
 QUALITY_TEMPERATURE_SR="${QUALITY_TEMPERATURE_SR:-}"  # T of every quality method (2.0)
+CONFIDENCE_THRESHOLD_WS="${CONFIDENCE_THRESHOLD_WS:-}"  # FixMatch, UniMatch and variants (0.95)
+FP_DROPOUT="${FP_DROPOUT:-}"                          # UniMatch's feature perturbation (0.5)
+LAMBDA_INITIAL_WS="${LAMBDA_INITIAL_WS:-}"            # FixMatch's and UniMatch's lambda: 1
+LAMBDA_FINAL_WS_VALUE="${LAMBDA_FINAL_WS_VALUE:-}"    # throughout (UniMatch+QAR: QAR's)
+LAMBDA_WARMUP_WS="${LAMBDA_WARMUP_WS:-}"
+LAMBDA_RAMPUP_WS="${LAMBDA_RAMPUP_WS:-}"
+BN_FORWARD="${BN_FORWARD:-}"                          # mixed | separate | labeled_stats (mixed; SUP labeled_only)
 
 # ---- System and outputs ---------------------------------------------------------------
 NUM_WORKERS="${NUM_WORKERS:-4}"

@@ -13,7 +13,9 @@ must run on the same batch, plus the optimiser step every method pays:
 - the EMA teacher: forward on the unlabeled batch (UA-MT: its target pass plus the 8
   noisy uncertainty passes, as in Yu et al.'s code);
 - g_phi: forward on the unlabeled batch (once per direction for CPS-QW), plus the
-  backward to its input for QAR.
+  backward to its input for QAR;
+- FixMatch / UniMatch: forward + backward on each strong view of the unlabeled batch;
+  UniMatch's weak-view forward also decodes the feature-perturbed stream.
 
 The ratio step / floor is the method's overhead (target: within 1.15 on a CPU). Peak
 memory is the CUDA allocator's peak on a GPU, the resident-set peak on a Linux CPU.
@@ -50,6 +52,8 @@ class Floor:
     teacher_passes: int = 0
     gphi_forwards: int = 0
     gphi_backward: bool = False
+    strong_passes: int = 0  # student forward + backward on strong views of x_u
+    perturbed: bool = False  # UniMatch: the weak forward also decodes the perturbed stream
 
 
 FLOORS: dict[str, Floor] = {
@@ -65,6 +69,11 @@ FLOORS: dict[str, Floor] = {
     "cps_quality_weighted": Floor(networks=2, gphi_forwards=2),
     "contrastive": Floor(teacher_passes=1),
     "contrastive_quality": Floor(teacher_passes=1, gphi_forwards=1),
+    "fixmatch": Floor(strong_passes=1),
+    "fixmatch_quality": Floor(strong_passes=1, gphi_forwards=1),
+    "unimatch": Floor(strong_passes=2, perturbed=True),
+    "unimatch_quality": Floor(strong_passes=2, perturbed=True, gphi_forwards=1),
+    "unimatch_qar": Floor(strong_passes=2, perturbed=True, gphi_backward=True),
     "ours_qar": Floor(gphi_forwards=1, gphi_backward=True),
     "ours_pl_qw": Floor(teacher_passes=1, gphi_forwards=1),
 }
@@ -124,7 +133,10 @@ def bench_method(cls, network, scorer, data, device, amp, warmup: int, iters: in
     params = [q for n in nets for q in n.parameters()]
     opt = torch.optim.AdamW(params, lr=1e-4)
     scaler = make_grad_scaler(device, amp)
-    batch = Batch(x_l, y_l, x_u if cls.needs_unlabeled else None)
+    box = torch.zeros(len(x_u), 1, size, size, device=device)
+    box[::2, :, : size // 2, : size // 2] = 1.0
+    views = tuple(x_u.flip(-1) for _ in range(cls.strong_views))
+    batch = Batch(x_l, y_l, x_u if cls.needs_unlabeled else None, views, (box,) * len(views))
     info = StepInfo(step=0, epoch=50.0, lam=0.25, ramp=1.0)
     counter = [0]
     teacher = nets[0].net
@@ -139,7 +151,12 @@ def bench_method(cls, network, scorer, data, device, amp, warmup: int, iters: in
     def floor_step() -> None:
         with autocast(device, amp):
             x = torch.cat([x_l, x_u]) if floor.unlabeled else x_l
-            loss = sum(net(x).float().mean() for net in nets)
+            if floor.perturbed:
+                loss = sum(sum(o.float().mean() for o in net(x, perturb=len(x_l))) for net in nets)
+            else:
+                loss = sum(net(x).float().mean() for net in nets)
+            for view in views:
+                loss = loss + nets[0](view).float().mean()
             with torch.no_grad():
                 for _ in range(floor.teacher_passes):
                     teacher(x_u)
@@ -158,7 +175,7 @@ def bench_method(cls, network, scorer, data, device, amp, warmup: int, iters: in
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--methods", nargs="*", default=None, help="default: all fourteen")
+    p.add_argument("--methods", nargs="*", default=None, help="default: every method")
     p.add_argument("--seg_model", default="unetpp")
     p.add_argument("--encoder", default="resnet18")
     p.add_argument("--decoder_channels", type=int, nargs="+", default=None)

@@ -57,6 +57,15 @@ PAPER_METHODS = [
     ("ours_qar", "QAR"),
     ("ours_pl_qw", "PL-QW"),
 ]
+# The weak-to-strong baselines (and their quality variants) this project adds, in the
+# position of their rows: after CL-QW, before the paper's own methods.
+WEAK_STRONG_METHODS = [
+    ("fixmatch", "FixMatch"),
+    ("fixmatch_quality", "FixMatch-QW"),
+    ("unimatch", "UniMatch"),
+    ("unimatch_quality", "UniMatch-QW"),
+    ("unimatch_qar", "UniMatch+QAR"),
+]
 # An untrained teacher's mean confidence (about 0.8 here) never reaches PL-C's 0.9: lower it
 # so that the sample-weighted term is active in the step test.
 STEP_TEST_FLAGS = {"pseudo_label_sample_reweighting": ("--confidence_threshold", "0.5")}
@@ -115,14 +124,21 @@ def make_method(
     return cls(method_args(cls, *argv), nets, scorer if cls.uses_quality else None)
 
 
-def make_batch(seed: int = 0, n_l: int = 2, n_u: int = 4, unlabeled: bool = True) -> Batch:
+def make_batch(
+    seed: int = 0, n_l: int = 2, n_u: int = 4, unlabeled: bool = True, strong_views: int = 0
+) -> Batch:
+    """Labeled disks of two radii, random unlabeled images and, with `strong_views`, noisy
+    copies of them as strong views with CutMix boxes in the top-left quarter."""
     g = torch.Generator().manual_seed(seed)
     x_l = torch.randn(n_l, 3, SIZE, SIZE, generator=g)
     yy, xx = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
     radius = torch.tensor([6.0, 10.0])[torch.arange(n_l) % 2].view(-1, 1, 1, 1)
     y_l = (((yy - SIZE / 2) ** 2 + (xx - SIZE / 2) ** 2) < radius**2).float().expand(n_l, 1, -1, -1)
     x_u = torch.randn(n_u, 3, SIZE, SIZE, generator=g) if unlabeled else None
-    return Batch(x_l, y_l.contiguous(), x_u)
+    x_s = tuple(x_u + 0.3 * torch.randn(x_u.shape, generator=g) for _ in range(strong_views))
+    box = torch.zeros(n_u, 1, SIZE, SIZE)
+    box[::2, :, : SIZE // 2, : SIZE // 2] = 1.0
+    return Batch(x_l, y_l.contiguous(), x_u, x_s, (box,) * strong_views)
 
 
 def flat_params(net: torch.nn.Module) -> torch.Tensor:
@@ -139,7 +155,8 @@ def unsup_term(logs: dict) -> torch.Tensor:
 
 
 def test_registry_holds_the_papers_fourteen_methods_in_row_order():
-    assert [(name, cls.acronym) for name, cls in METHODS.items()] == PAPER_METHODS
+    expected = PAPER_METHODS[:12] + WEAK_STRONG_METHODS + PAPER_METHODS[12:]
+    assert [(name, cls.acronym) for name, cls in METHODS.items()] == expected
     assert all(name == cls.name for name, cls in METHODS.items())
     assert [n for n, c in METHODS.items() if not c.needs_unlabeled] == ["supervised"]
     assert [n for n, c in METHODS.items() if c.num_networks != 1] == [
@@ -147,7 +164,16 @@ def test_registry_holds_the_papers_fourteen_methods_in_row_order():
         "cps_quality_weighted",
     ]
     quality = {n for n, c in METHODS.items() if c.uses_quality}
-    assert quality == {n for n in METHODS if n.startswith("ours") or "quality" in n}
+    assert quality == {
+        n for n in METHODS if n.startswith("ours") or "quality" in n or n.endswith("_qar")
+    }
+    assert {n: c.strong_views for n, c in METHODS.items() if c.strong_views} == {
+        "fixmatch": 1,
+        "fixmatch_quality": 1,
+        "unimatch": 2,
+        "unimatch_quality": 2,
+        "unimatch_qar": 2,
+    }
     assert set(STEP_TEST_FLAGS) <= set(METHODS)
 
 
@@ -181,7 +207,10 @@ RELEASE_DEFAULTS = {
     "quality_temperature": 2.0,
     # The release forwards D_L and D_U together; its SUP forwards D_L only.
     "bn_forward": "mixed",
+    "fp_dropout": 0.5,  # UniMatch's
 }
+# FixMatch's and UniMatch's own confidence threshold.
+WEAK_STRONG_DEFAULTS = {"confidence_threshold": 0.95}
 LOOP_FLAGS = {"ema_decay", "ema_initial_decay", "ema_warmup_steps"}  # method_args adds them
 
 
@@ -191,6 +220,7 @@ def test_flag_defaults_match_the_release(name):
     own = {k: v for k, v in args.items() if k not in LOOP_FLAGS}
     release = {
         **RELEASE_DEFAULTS,
+        **(WEAK_STRONG_DEFAULTS if METHODS[name].strong_views else {}),
         "bn_forward": "labeled_only" if name == "supervised" else "mixed",
     }
     assert own == {k: release[k] for k in own}
@@ -215,6 +245,9 @@ RELEASE_VARIABLES = {
     "CONFIDENCE_THRESHOLD_PSEUDO": "0.81",
     "CONFIDENCE_THRESHOLD_PSEUDO_SR": "0.82",
     "CONFIDENCE_THRESHOLD_CONTRAST": "0.83",
+    "CONFIDENCE_THRESHOLD_WS": "0.84",
+    "FP_DROPOUT": "0.4",
+    "BN_FORWARD": "separate",
     "CONFIDENCE_TEMPERATURE_PSEUDO_SR": "1.5",
     "CONSISTENCY_TYPE": "kl",
     "ICT_ALPHA": "0.7",
@@ -231,6 +264,10 @@ RELEASE_VARIABLES = {
     "LAMBDA_FINAL_PL_QW_VALUE": "0.26",
     "LAMBDA_WARMUP_PL_QW": "16",
     "LAMBDA_RAMPUP_PL_QW": "32",
+    "LAMBDA_INITIAL_WS": "0.9",
+    "LAMBDA_FINAL_WS_VALUE": "0.95",
+    "LAMBDA_WARMUP_WS": "1",
+    "LAMBDA_RAMPUP_WS": "2",
 }
 # The loop's lambda flags and their variables; `{}` is QAR (for QAR) or PL_QW.
 LAMBDA_FLAGS = {
@@ -297,6 +334,7 @@ def test_each_method_reads_its_confidence_threshold_variable():
         "pseudo_label_sample_reweighting": "CONFIDENCE_THRESHOLD_PSEUDO_SR",
         "contrastive": "CONFIDENCE_THRESHOLD_CONTRAST",
         "contrastive_quality": "CONFIDENCE_THRESHOLD_CONTRAST",
+        **{name: "CONFIDENCE_THRESHOLD_WS" for name, _ in WEAK_STRONG_METHODS},
     }
     for name, cls in METHODS.items():
         assert reads(cls, "--confidence_threshold") == expected.get(name), name
@@ -304,7 +342,9 @@ def test_each_method_reads_its_confidence_threshold_variable():
 
 def test_lambda_variables_qar_pl_qw_or_none():
     for name, cls in METHODS.items():
-        suffix = {"ours_qar": "QAR", "supervised": None}.get(name, "PL_QW")
+        suffix = {"ours_qar": "QAR", "unimatch_qar": "QAR", "supervised": None}.get(
+            name, "WS" if cls.strong_views else "PL_QW"
+        )
         for flag, var in LAMBDA_FLAGS.items():
             assert reads(cls, flag) == (var.format(suffix) if suffix else None), (name, flag)
 
@@ -348,7 +388,7 @@ def test_two_steps_train_the_student_and_leave_g_phi_alone(name, scorer):
     before = [flat_params(net) for net in method.networks]
     g_phi_before = scorer.parameters_snapshot()
     for step in range(2):
-        batch = make_batch(seed=step, unlabeled=cls.needs_unlabeled)
+        batch = make_batch(seed=step, unlabeled=cls.needs_unlabeled, strong_views=cls.strong_views)
         for net in method.networks:
             net.train()
         optimizer.zero_grad()
@@ -366,7 +406,9 @@ def test_two_steps_train_the_student_and_leave_g_phi_alone(name, scorer):
     g_phi_after = scorer.parameters_snapshot()
     assert all(torch.equal(a, b) for a, b in zip(g_phi_before, g_phi_after))
     assert all(p.grad is None for p in scorer.model.parameters())
-    if cls.uses_quality and name != "ours_qar":
+    if name in ("ours_qar", "unimatch_qar"):  # the QAR term, no weights
+        assert "mean_quality" in logs and float(logs["loss_qar"]) > 0
+    elif cls.uses_quality:
         assert "mean_quality" in logs and "kept_fraction" in logs
     state = method.state_dict()
     assert len(state["networks"]) == cls.num_networks

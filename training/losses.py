@@ -126,6 +126,30 @@ def masked_bce(
 
 
 @_float32
+def masked_dice_loss(
+    probs: torch.Tensor, target: torch.Tensor, pixel_weight: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
+    """UniMatch's Dice loss on confident pixels, for one sigmoid channel: the two-class
+    (foreground p, background 1 - p) soft Dice of the whole batch, each class
+    1 - (2 sum w p t + eps) / (sum w p^2 + sum w t^2 + eps), averaged over the classes.
+
+    `pixel_weight` (detached) is UniMatch's 1 - ignore mask (confidence >= threshold), or
+    that mask times per-sample quality weights (-QW variants). Exactly 0, graph-connected,
+    when every weight is 0. With one-hot 2-class targets this equals UniMatch's softmax
+    Dice of logits (0, z) (docs/METHOD.md §7.6).
+    """
+    p, t = _flat_pair(probs, target, ("probs", "target"))
+    _, w = _flat_pair(probs, pixel_weight, ("probs", "pixel_weight"))
+    t, w = t.detach(), w.detach()
+    loss = p.new_zeros(())
+    for pc, tc in ((p, t), (1.0 - p, 1.0 - t)):
+        inter = (w * pc * tc).sum()
+        denom = (w * pc * pc).sum() + (w * tc * tc).sum()
+        loss = loss + 1.0 - (2.0 * inter + eps) / (denom + eps)
+    return loss / 2.0
+
+
+@_float32
 def weighted_sample_mean(per_sample: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Eqn 8 normalisation: sum_j w_j l_j / sum_j w_j.
 

@@ -304,6 +304,21 @@ def to_device_images(images: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def unlabeled_inputs(
+    item: dict[str, torch.Tensor] | None, ctx: DistContext
+) -> tuple[torch.Tensor | None, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """(x_u, strong views, CutMix boxes) of an unlabeled batch on the device (Batch's
+    fields; the views and boxes are empty unless the method asked for them)."""
+    if item is None:
+        return None, (), ()
+    x_u = to_device_images(item["image"], ctx)
+    if "strong" not in item:
+        return x_u, (), ()
+    views, boxes = item["strong"], item["box"].to(ctx.device, non_blocking=True)
+    x_s = tuple(to_device_images(views[:, k], ctx) for k in range(views.shape[1]))
+    return x_u, x_s, tuple(boxes[:, k, None].float() for k in range(boxes.shape[1]))
+
+
 def eval_loader(csv_path: str, args: argparse.Namespace, ctx: DistContext) -> DataLoader:
     """A validation or test loader: cached images, no augmentation, sharded across ranks."""
     dataset = LabeledSegDataset(
@@ -351,6 +366,7 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             augment=True,
             seed=args.seed + 1,
             num_threads=args.cache_threads,
+            strong_views=method_cls.strong_views,
         )
         u_loader, u_sampler = sharded_loader(
             unlabeled, args.batch_size_unlabeled, args.num_workers, ctx, True, args.seed + 1
@@ -427,11 +443,10 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
         bar = progress(range(steps), desc=f"epoch {epoch + 1}/{args.epochs}", enabled=ctx.is_main)
         for i in bar:
             lb = next(l_stream)
-            x_u = to_device_images(next(u_stream)["image"], ctx) if u_stream else None
             batch = Batch(
                 to_device_images(lb["image"], ctx),
                 lb["mask"].to(ctx.device, non_blocking=True).float(),
-                x_u,
+                *unlabeled_inputs(next(u_stream) if u_stream else None, ctx),
             )
             epoch_f = epoch + i / steps
             lam = lam_schedule(epoch_f)

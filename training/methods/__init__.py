@@ -13,12 +13,15 @@ acronym, table row, whether it needs g_phi and D_U, its lambda defaults and its 
 | ict, ict_quality | ICT, ICT-QW | ict |
 | cps, cps_quality_weighted | CPS, CPS-QW | cps |
 | contrastive, contrastive_quality | CL, CL-QW | contrastive |
+| fixmatch, fixmatch_quality | FixMatch, FixMatch-QW | fixmatch |
+| unimatch, unimatch_quality, unimatch_qar | UniMatch, UniMatch-QW, UniMatch+QAR | fixmatch |
 | ours_qar, ours_pl_qw | QAR, PL-QW | ours |
 """
 
 from training.methods import (  # noqa: F401 - imported to register their methods
     contrastive,
     cps,
+    fixmatch,
     ict,
     mean_teacher,
     ours,

@@ -49,6 +49,7 @@ SCRIPT_VARIABLES = {
     "--num_negatives": "NUM_NEGATIVES_CONTRAST",
     "--quality_threshold": "QUALITY_THRESHOLD_SR",
     "--quality_temperature": "QUALITY_TEMPERATURE_SR",
+    "--bn_forward": "BN_FORWARD",
 }
 # The loop's lambda flags and the release's variables for them, `{}` = QAR or PL_QW.
 LAMBDA_VARIABLES = {
@@ -87,10 +88,12 @@ class Flag:
 
 
 class FeatureNet(nn.Module):
-    """A segmentation network whose forward can also return decoder features.
+    """A segmentation network whose forward can also return decoder features, or logits of
+    UniMatch's feature-perturbed stream.
 
     DDP only synchronises gradients of computations that went through its `forward`; this
-    adapter routes `forward_features` through `forward(x, features=True)`.
+    adapter routes `forward_features` through `forward(x, features=True)` and
+    `forward_perturbed` through `forward(x, perturb=start, p=p)`.
     """
 
     def __init__(self, net: nn.Module) -> None:
@@ -98,8 +101,14 @@ class FeatureNet(nn.Module):
         self.net = net
 
     def forward(
-        self, x: torch.Tensor, features: bool = False
+        self,
+        x: torch.Tensor,
+        features: bool = False,
+        perturb: int | None = None,
+        p: float = 0.5,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if perturb is not None:
+            return self.net.forward_perturbed(x, start=perturb, p=p)
         return self.net.forward_features(x) if features else self.net(x)
 
 
@@ -110,6 +119,10 @@ class Batch:
     x_l: torch.Tensor  # (B_l, 3, H, W) labeled images
     y_l: torch.Tensor  # (B_l, 1, H, W) their masks
     x_u: torch.Tensor | None  # (B_u, 3, H, W) unlabeled images (weak view), or None
+    # Strong views of x_u and their CutMix boxes, one (B_u, 3, H, W) and one (B_u, 1, H, W)
+    # float {0, 1} tensor per view (methods with `strong_views`; docs/METHOD.md §7.6).
+    x_s: tuple[torch.Tensor, ...] = ()
+    boxes: tuple[torch.Tensor, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,8 @@ class SSLMethod:
     uses_quality: ClassVar[bool] = False
     uses_teacher: ClassVar[bool] = False
     num_networks: ClassVar[int] = 1
+    # Strong views (and CutMix boxes) per unlabeled image the loop must load (§7.6).
+    strong_views: ClassVar[int] = 0
     lambda_defaults: ClassVar[tuple[float, float, float, float]] = BASELINE_LAMBDA
     # Which of the release's LAMBDA_* script variables set this method's schedule (None: none).
     lambda_variables: ClassVar[str | None] = "PL_QW"
@@ -249,6 +264,7 @@ class SSLMethod:
         x_u: torch.Tensor | None = None,
         net: nn.Module | None = None,
         features: bool = False,
+        perturb: float | None = None,
     ):
         """`net` (the student) on labeled and unlabeled images, as --bn_forward says (§4.7):
 
@@ -260,13 +276,21 @@ class SSLMethod:
           untouched (`frozen_bn_stats`), so evaluation normalises with D_L's only.
 
         Returns (logits_l, logits_u), or with `features` ((logits_l, feats_l), (logits_u,
-        feats_u)); `x_u` defaults to the batch's unlabeled images.
+        feats_u)), or with `perturb` = p (logits_l, (logits_u, logits of x_u's features
+        through Dropout2d(p), UniMatch's stream, same forward)); `x_u` defaults to the
+        batch's unlabeled images.
         """
         net = net or self.student
         x_u = batch.x_u if x_u is None else x_u
+        n_l = len(batch.x_l)
+        if perturb is not None:
+            if self.bn_forward == "mixed":
+                logits, fp_u = net(torch.cat([batch.x_l, x_u], dim=0), perturb=n_l, p=perturb)
+                return logits[:n_l], (logits[n_l:], fp_u)
+            out_l = net(batch.x_l)
+            return out_l, self.unlabeled_forward(x_u, net, perturb=0, p=perturb)
         run = (lambda x: net(x, features=True)) if features else net
         if self.bn_forward == "mixed":
-            n_l = len(batch.x_l)
             out = run(torch.cat([batch.x_l, x_u], dim=0))
             if features:
                 return (out[0][:n_l], out[1][:n_l]), (out[0][n_l:], out[1][n_l:])
@@ -276,6 +300,16 @@ class SSLMethod:
             with frozen_bn_stats(net):
                 return out_l, run(x_u)
         return out_l, run(x_u)
+
+    def unlabeled_forward(self, x: torch.Tensor, net: nn.Module | None = None, **kwargs: Any):
+        """`net` (the student) on unlabeled images alone (FixMatch's strong views; `kwargs`
+        go to the network's forward): under --bn_forward labeled_stats the running
+        statistics are left untouched, as for x_u in `student_forward` (§4.7)."""
+        net = net or self.student
+        if self.bn_forward == "labeled_stats":
+            with frozen_bn_stats(net):
+                return net(x, **kwargs)
+        return net(x, **kwargs)
 
     def supervised(self, logits_l: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Eqn 4: DiceCE on the labeled batch."""
