@@ -10,7 +10,9 @@ for every data set (docs/METHOD.md §8.1, §8.3):
   optionally a labeled part carved from the training split (D_L and D_U);
 * `images/`, `masks/`, `train.csv`, `val.csv`, `test.csv` (`image_path,mask_path`, paths
   relative to the CSV's folder) and, with a labeled part, `train_labeled.csv` and
-  `train_unlabeled.csv` (`img_path`), all checked with data.io's loaders once written.
+  `train_unlabeled.csv` (`img_path`), plus `train_unlabeled_heldout.csv` (`img_path,
+  mask_path`: the same images with their masks held out, which Phase 2 reads only for the
+  diagnostics of docs/METHOD.md §6.1), all checked with data.io's loaders once written.
 
 `prepare_manifest.json` records what the folder holds (`prepare_datasets.output_folder`).
 Source folders are only read, and an output folder inside a source folder is refused (a
@@ -29,7 +31,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.io import DataError, load_labeled_csv, load_unlabeled_csv, read_image, read_mask
+from data.io import (
+    DataError,
+    load_heldout_masks,
+    load_labeled_csv,
+    load_unlabeled_csv,
+    read_image,
+    read_mask,
+)
 from prepare_datasets.output_folder import (
     ManifestFile,
     claim_output_folder,
@@ -65,6 +74,17 @@ def load_resized_pair(
             f"{image.shape[1]}x{image.shape[0]}: {mask_path} vs {image_path}"
         )
     return resize.image(image), resize.mask(mask)
+
+
+HELDOUT_CSV = "train_unlabeled_heldout.csv"
+
+
+def write_heldout_csv(path: Path, ids: Sequence[str]) -> None:
+    """D_U's images with their held-out masks (`img_path,mask_path`), checked as Phase 2's
+    diagnostics read it (`data.io.load_heldout_masks`)."""
+    rows = ["img_path,mask_path", *(f"images/{sid}.png,masks/{sid}.png" for sid in ids)]
+    write_text_atomic(path, "\n".join(rows) + "\n")
+    load_heldout_masks(path)
 
 
 def prepare_labeled_dataset(
@@ -142,9 +162,14 @@ def prepare_labeled_dataset(
         sid: [str(by_id[sid].image_path.resolve()), str(by_id[sid].mask_path.resolve())]
         for sid in used
     }
-    files = [f"{t}.csv" for t in tables] + [
-        f"{d}/{sid}.png" for sid in used for d in ("images", "masks")
-    ]
+    # D_U with its held-out masks (diagnostics only); derived from the tables, not one.
+    heldout = tables.get("train_unlabeled")
+    extra_csvs = [HELDOUT_CSV] if heldout is not None else []
+    files = (
+        [f"{t}.csv" for t in tables]
+        + extra_csvs
+        + [f"{d}/{sid}.png" for sid in used for d in ("images", "masks")]
+    )
     manifest_now = {
         "generator": MANIFEST.generator,
         "dataset": name,
@@ -154,6 +179,8 @@ def prepare_labeled_dataset(
         "files": files,
     }
     csv_paths = {t: output_dir / f"{t}.csv" for t in tables}
+    if heldout is not None:
+        csv_paths[HELDOUT_CSV.removesuffix(".csv")] = output_dir / HELDOUT_CSV
 
     def describe(old: dict | None) -> str:
         if old is not None:
@@ -172,6 +199,8 @@ def prepare_labeled_dataset(
         redo_unfinished=True,
     ):
         log(f"{name} already prepared in {output_dir} (same sources and settings); left as is")
+        if heldout is not None and not (output_dir / HELDOUT_CSV).exists():
+            write_heldout_csv(output_dir / HELDOUT_CSV, heldout)  # folders from before it
         return csv_paths
     MANIFEST.write(output_dir, {**manifest_now, "status": "in_progress"})
 
@@ -214,9 +243,14 @@ def prepare_labeled_dataset(
         else:
             rows = ["image_path,mask_path", *(f"images/{sid}.png,masks/{sid}.png" for sid in ids)]
         write_text_atomic(csv_paths[table], "\n".join(rows) + "\n")
+    if heldout is not None:
+        write_heldout_csv(output_dir / HELDOUT_CSV, heldout)
     # The training scripts read these CSVs through data.io; check them the same way.
     for table, path in csv_paths.items():
-        load_unlabeled_csv(path) if table == "train_unlabeled" else load_labeled_csv(path)
+        if table == "train_labeled" or table in SPLITS:
+            load_labeled_csv(path)
+        else:
+            load_unlabeled_csv(path)
     MANIFEST.write(output_dir, {**manifest_now, "status": "complete"})
     log(
         f"{name}: {len(used)} pairs in {time.perf_counter() - start:.1f} s -> {output_dir} ("

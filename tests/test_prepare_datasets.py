@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from data.image_resize import resize_image, resize_mask
-from data.io import load_labeled_arrays, load_labeled_csv, load_unlabeled_csv
+from data.io import load_heldout_masks, load_labeled_arrays, load_labeled_csv, load_unlabeled_csv
 from prepare_datasets import (
     prepare_CVC_ClinicDB,
     prepare_CVC_ColonDB,
@@ -403,6 +403,20 @@ def test_clinicdb_original_ground_truth_tiffs(tmp_path):
     unlabeled = [Path(p).stem for p in pd.read_csv(out / "train_unlabeled.csv")["img_path"]]
     assert len(labeled) == 2 and sorted(labeled + unlabeled, key=int) == train_ids
     assert len(load_unlabeled_csv(out / "train_unlabeled.csv")) == 5
+    # D_U's masks, held out for Phase 2's diagnostics: the same images, each with its mask.
+    heldout = load_heldout_masks(out / "train_unlabeled_heldout.csv")
+    assert [p.stem for p in heldout.image_paths] == unlabeled
+    assert [p.stem for p in heldout.mask_paths] == unlabeled
+    assert all(p.parent.name == "masks" and p.is_file() for p in heldout.mask_paths)
+    # A folder prepared before the held-out CSV existed gets it on a rerun, nothing else.
+    (out / "train_unlabeled_heldout.csv").unlink()
+    assert (
+        prepare(prepare_CVC_ClinicDB, "--clinicdb_root", root, out, 24, "--labeled_fraction", "0.3")
+        == 0
+    )
+    assert (
+        load_heldout_masks(out / "train_unlabeled_heldout.csv").image_paths == heldout.image_paths
+    )
 
 
 # --------------------------------------------------------------------------------------
