@@ -115,6 +115,7 @@ def _build_swin_unet(
     drop_path_rate: float | None = None,
     skip_source: str | None = None,
 ) -> nn.Module:
+    from models.pretrained import is_weights_file
     from models.swin_unet import SwinUNet
     from models.swin_unet_utils import load_swin_pretrained
 
@@ -124,6 +125,13 @@ def _build_swin_unet(
         print(
             f"swinunet: encoder_weights is none, so random init; "
             f"--swin_pretrained_path {swin_pretrained_path} is not loaded"
+        )
+    if is_weights_file(encoder_weights):
+        # One ENCODER_WEIGHTS file serves a whole grid's CNN encoders; Swin-T has its own.
+        print(
+            f"swinunet: encoder_weights {encoder_weights} is a weights file for the CNN "
+            f"encoders; Swin-UNet loads its own Swin-T checkpoint, --swin_pretrained_path "
+            f"{swin_pretrained_path}"
         )
     model = SwinUNet(
         image_size=image_size,

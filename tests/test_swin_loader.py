@@ -137,6 +137,22 @@ def test_factory_loads_the_checkpoint(checkpoint_path, capsys):
     assert "Swin checkpoint" in capsys.readouterr().out
 
 
+def test_a_cnn_weights_file_leaves_swin_on_its_own_checkpoint(checkpoint_path, tmp_path, capsys):
+    """ENCODER_WEIGHTS=<file> over a grid of models: Swin-UNet says it loads its own file."""
+    cnn_file = tmp_path / "lite0.pth"
+    torch.save({"conv_stem.weight": torch.zeros(1)}, cnn_file)
+    model = create_seg_model(
+        "swinunet",
+        encoder_weights=str(cnn_file),
+        image_size=64,
+        swin_pretrained_path=checkpoint_path,
+    )
+    out = capsys.readouterr().out
+    assert isinstance(model, SwinUNet)
+    assert f"encoder_weights {cnn_file} is a weights file for the CNN encoders" in out
+    assert str(checkpoint_path) in out and "Swin checkpoint" in out
+
+
 def test_missing_file_is_named(tmp_path):
     missing = tmp_path / "nowhere.pth"
     with pytest.raises(FileNotFoundError, match=r"nowhere\.pth") as err:
