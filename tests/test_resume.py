@@ -75,3 +75,21 @@ def test_sigkill_mid_run_then_resume_equals_the_run_left_alone(tiny_demo, tmp_pa
     a = json.loads((tmp_path / "alone" / "results.json").read_text())
     b = json.loads((tmp_path / "killed" / "results.json").read_text())
     assert a["best_epoch"] == b["best_epoch"] and a["test"] == b["test"]
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_afresh(tmp_path, capsys):
+    """A cell killed during its first epoch holds only its run record: --resume starts it
+    again; a folder with anything else and no latest.pth is still refused."""
+    from training.engine import RunFolderExists, prepare_run_dir
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "args.json").write_text("{}")
+    assert prepare_run_dir(tmp_path, "run", resume=True) == run_dir
+    assert "starting it afresh" in capsys.readouterr().out
+    with pytest.raises(RunFolderExists, match="already exists"):
+        prepare_run_dir(tmp_path, "run", resume=False)
+    (run_dir / "best.pth").write_bytes(b"model")
+    with pytest.raises(RunFolderExists, match=r"no latest\.pth"):
+        prepare_run_dir(tmp_path, "run", resume=True)
+    assert (run_dir / "best.pth").read_bytes() == b"model"

@@ -284,6 +284,10 @@ class RunFolderExists(RuntimeError):
     """The run folder already holds a run and --resume was not given."""
 
 
+# What a run folder holds before the first epoch ends (the run record, written at start).
+BEFORE_FIRST_CHECKPOINT = frozenset({"args.json"})
+
+
 def prepare_run_dir(output_dir: str | Path, experiment_name: str, resume: bool) -> Path:
     """Create OUTPUT_DIR/EXPERIMENT_NAME; never reuse a folder that holds a run unless asked
     to resume it."""
@@ -295,6 +299,11 @@ def prepare_run_dir(output_dir: str | Path, experiment_name: str, resume: bool) 
             "it from latest.pth, or choose another --experiment_name / --output_dir"
         )
     if holds_files and not (run_dir / "latest.pth").exists():
+        if {f.name for f in run_dir.iterdir()} <= BEFORE_FIRST_CHECKPOINT:
+            # Killed before its first epoch ended: nothing to continue, nothing to lose.
+            print(f"--resume: {run_dir} has no checkpoint yet; starting it afresh", flush=True)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            return run_dir
         raise RunFolderExists(
             f"--resume: run folder {run_dir} holds files but no latest.pth to continue "
             "from; choose another --experiment_name / --output_dir"
