@@ -576,3 +576,20 @@ def test_pixel_info_nce_is_zero_without_both_classes():
     keep = torch.ones_like(labels)
     keep[0, 0, 0, 0] = 0
     assert pixel_info_nce(features, labels, keep)[0].item() == 0.0
+
+
+def test_each_quality_method_names_its_base_without_quality():
+    bases = {n: c.quality_base for n, c in METHODS.items() if c.quality_base}
+    assert bases == {
+        "mean_teacher_quality": "mean_teacher",
+        "ict_quality": "ict",
+        "cps_quality_weighted": "cps",
+        "contrastive_quality": "contrastive",
+        "fixmatch_quality": "fixmatch",
+        "unimatch_quality": "unimatch",
+        "unimatch_qar": "unimatch",
+        "ours_qar": "supervised",
+        "ours_pl_qw": "pseudo_label_sample_reweighting",
+    }
+    assert set(bases) == {n for n, c in METHODS.items() if c.uses_quality}
+    assert all(not METHODS[b].uses_quality for b in bases.values())

@@ -151,6 +151,8 @@ class SSLMethod:
     num_networks: ClassVar[int] = 1
     # Strong views (and CutMix boxes) per unlabeled image the loop must load (§7.6).
     strong_views: ClassVar[int] = 0
+    # The method without quality guidance that this one adds it to (tables' paired tests).
+    quality_base: ClassVar[str | None] = None
     lambda_defaults: ClassVar[tuple[float, float, float, float]] = BASELINE_LAMBDA
     # Which of the release's LAMBDA_* script variables set this method's schedule (None: none).
     lambda_variables: ClassVar[str | None] = "PL_QW"

@@ -155,6 +155,7 @@ class ContrastiveQuality(Contrastive):
 
     name = "contrastive_quality"
     acronym = "CL-QW"
+    quality_base = "contrastive"
     row = 120
     uses_quality = True
 

@@ -82,6 +82,7 @@ class CrossPseudoSupervisionQuality(CrossPseudoSupervision):
 
     name = "cps_quality_weighted"
     acronym = "CPS-QW"
+    quality_base = "cps"
     row = 100
     uses_quality = True
 

@@ -159,6 +159,7 @@ class FixMatchQuality(QualityWeightedTargets, FixMatch):
 
     name = "fixmatch_quality"
     acronym = "FixMatch-QW"
+    quality_base = "fixmatch"
     row = 123
 
 
@@ -191,6 +192,7 @@ class UniMatchQuality(QualityWeightedTargets, UniMatch):
 
     name = "unimatch_quality"
     acronym = "UniMatch-QW"
+    quality_base = "unimatch"
     row = 126
 
 
@@ -201,6 +203,7 @@ class UniMatchQAR(UniMatch):
 
     name = "unimatch_qar"
     acronym = "UniMatch+QAR"
+    quality_base = "unimatch"
     row = 127
     uses_quality = True
     lambda_defaults = QAR_LAMBDA

@@ -84,6 +84,7 @@ class InterpolationConsistencyQuality(InterpolationConsistency):
 
     name = "ict_quality"
     acronym = "ICT-QW"
+    quality_base = "ict"
     row = 80
     uses_quality = True
 

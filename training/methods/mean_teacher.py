@@ -176,6 +176,7 @@ class MeanTeacherQuality(MeanTeacher):
 
     name = "mean_teacher_quality"
     acronym = "MT-QW"
+    quality_base = "mean_teacher"
     row = 60
     uses_quality = True
 

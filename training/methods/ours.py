@@ -20,6 +20,7 @@ class QualityAwareRegularisation(SSLMethod):
 
     name = "ours_qar"
     acronym = "QAR"
+    quality_base = "supervised"
     row = 130
     uses_quality = True
     lambda_defaults = QAR_LAMBDA
@@ -53,6 +54,7 @@ class QualityWeightedPseudoLabels(SSLMethod):
 
     name = "ours_pl_qw"
     acronym = "PL-QW"
+    quality_base = "pseudo_label_sample_reweighting"  # PL-C: confidence for q
     row = 140
     uses_quality = True
     uses_teacher = True

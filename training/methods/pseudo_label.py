@@ -94,6 +94,7 @@ class PseudoLabelSampleReweighting(QualityWeightedPseudoLabels):
 
     name = "pseudo_label_sample_reweighting"
     acronym = "PL-C"
+    quality_base = None  # a baseline, though it reuses PL-QW's step
     row = 30
     script_variables: ClassVar[dict[str, str]] = {
         **SSLMethod.script_variables,
