@@ -26,7 +26,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path
 
-import cv2
 import numpy as np
 import torch
 
@@ -136,88 +135,35 @@ def scatter_plot(
     categories: np.ndarray,
     metrics: dict,
     path: Path,
-    size: int = 640,
 ) -> None:
-    """Predicted vs true quality, coloured by category, drawn with OpenCV (no plotting
-    library needed)."""
-    margin, legend_w = 60, 150
-    img = np.full((size, size + legend_w, 3), 255, np.uint8)
-    span = size - 2 * margin
+    """Predicted vs true quality, one colour per VQM category, the identity line and the
+    metrics in the title (matplotlib, off-screen)."""
+    import matplotlib
 
-    def xy(t: float, p: float) -> tuple[int, int]:
-        return int(margin + t * span), int(size - margin - p * span)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-    for v in np.linspace(0, 1, 6):
-        cv2.line(img, xy(v, 0), xy(v, 1), (235, 235, 235), 1)
-        cv2.line(img, xy(0, v), xy(1, v), (235, 235, 235), 1)
-        cv2.putText(
-            img,
-            f"{v:.1f}",
-            (xy(v, 0)[0] - 12, size - margin + 20),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.4,
-            (0, 0, 0),
-            1,
-            cv2.LINE_AA,
-        )
-        cv2.putText(
-            img,
-            f"{v:.1f}",
-            (margin - 35, xy(0, v)[1] + 4),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.4,
-            (0, 0, 0),
-            1,
-            cv2.LINE_AA,
-        )
-    cv2.rectangle(img, xy(0, 1), xy(1, 0), (0, 0, 0), 1)
-    cv2.line(img, xy(0, 0), xy(1, 1), (120, 120, 120), 1, cv2.LINE_AA)
-    palette = [
-        (31, 119, 180),
-        (255, 127, 14),
-        (44, 160, 44),
-        (214, 39, 40),
-        (148, 103, 189),
-        (140, 86, 75),
-        (227, 119, 194),
-        (127, 127, 127),
-    ]
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
     for cid in np.unique(categories):
-        colour = palette[int(cid) % len(palette)][::-1]  # RGB -> BGR
-        for t, p in zip(true[categories == cid], pred[categories == cid]):
-            cv2.circle(img, xy(float(t), float(np.clip(p, 0, 1))), 3, colour, -1, cv2.LINE_AA)
-        k = list(np.unique(categories)).index(cid)
-        cv2.circle(img, (size + 15, margin + 20 * k), 5, colour, -1, cv2.LINE_AA)
-        cv2.putText(
-            img,
-            CATEGORY_NAMES[int(cid)],
-            (size + 25, margin + 20 * k + 4),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.45,
-            (0, 0, 0),
-            1,
-            cv2.LINE_AA,
-        )
-    cv2.putText(
-        img,
-        "true quality (Dice)",
-        (size // 2 - 70, size - 15),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        0.5,
-        (0, 0, 0),
-        1,
-        cv2.LINE_AA,
-    )
-    cv2.putText(
-        img, "predicted", (5, margin - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
-    )
-    text = (
+        keep = categories == cid
+        ax.scatter(true[keep], np.clip(pred[keep], 0, 1), s=9, alpha=0.7,
+                   label=CATEGORY_NAMES[int(cid)])  # fmt: skip
+    ax.plot([0, 1], [0, 1], color="0.5", lw=1)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="true quality (Dice)", ylabel="predicted quality")
+    ax.set_title(
         f"n={metrics['n']}  MAE={metrics['mae']:.3f}  Pearson={metrics['pearson']:.3f}  "
-        f"Spearman={metrics['spearman']:.3f}"
+        f"Spearman={metrics['spearman']:.3f}",
+        fontsize=10,
     )
-    cv2.putText(img, text, (margin, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    if not cv2.imwrite(str(path), img):
-        raise OSError(f"could not write {path}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as exc:
+        raise OSError(f"could not write {path}: {exc}") from None
+    finally:
+        plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> dict:
