@@ -97,6 +97,7 @@ DEVICE="${DEVICE:-auto}"
 NPROC_PER_NODE="${NPROC_PER_NODE:-1}"                 # >1: one process per GPU (torchrun, DDP)
 PATIENCE="${PATIENCE:-30}"
 OUTPUT_DIR="${OUTPUT_DIR:-./checkpoints/methods/${DATASET}}"
+RUN_NAME="${RUN_NAME:-}"                              # one run's folder name (one method, one model); empty = <ACRONYM>_<settings>
 RESUME="${RESUME:-false}"
 PYTHON="${PYTHON:-python}"
 LOG_DIR="${LOG_DIR:-./logs}"                        # console logs
@@ -125,6 +126,10 @@ done
 for s in $SEG_MODELS; do
   table_field "$SEG_MODEL_TABLE" "$s" 2 >/dev/null || { echo "error: unknown model '$s'; valid: $ALL_SEG_MODELS" >&2; exit 1; }
 done
+if [[ -n "$RUN_NAME" ]] && (( $(wc -w <<<"$METHODS") != 1 || $(wc -w <<<"$SEG_MODELS") != 1 )); then
+  echo "error: RUN_NAME=$RUN_NAME names one run: set one method (METHODS) and one model (SEG_MODELS)" >&2
+  exit 1
+fi
 
 LAUNCH=("$PYTHON" -u -m)
 if (( NPROC_PER_NODE > 1 )); then
@@ -172,7 +177,7 @@ for SEG_MODEL in $SEG_MODELS; do
 
   for METHOD in $METHODS; do
     ACRONYM="$(table_field "$METHOD_TABLE" "$METHOD" 2)"
-    EXPERIMENT_NAME="${ACRONYM}_${BASE_EXPERIMENT_NAME}"
+    EXPERIMENT_NAME="${RUN_NAME:-${ACRONYM}_${BASE_EXPERIMENT_NAME}}"
     echo "=== ${ACRONYM} on ${SEG_ACRONYM} (${EXPERIMENT_NAME}) ==="
     # The method's own flags: only those whose setting above is not empty.
     METHOD_ARGS=()
