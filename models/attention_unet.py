@@ -96,6 +96,7 @@ class AttentionUNet(SegmentationNetwork):
         )
         self.segmentation_head = nn.Conv2d(decoder_channels[-1], 1, kernel_size=3, padding=1)
         self.decoder_feature_channels = int(decoder_channels[-1])
+        self.deepest_channels = int(self.encoder.out_channels[-1])
         self.encoder_name = encoder_name
         smp_init.initialize_decoder(self.blocks)
         smp_init.initialize_head(self.segmentation_head)
@@ -106,6 +107,9 @@ class AttentionUNet(SegmentationNetwork):
             x, f"attentionunet ({self.encoder_name} encoder)", self.encoder.output_stride
         )
         return self.encoder(x)[1:][::-1]
+
+    def deepest_feature(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return features[0]  # encode() lists the deepest first
 
     def decode(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (logits (B, 1, H, W), last decoder feature map (B, C, H, W))."""

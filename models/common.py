@@ -26,6 +26,7 @@ class SegmentationNetwork(nn.Module):
     ``forward_features`` is ``decode(encode(x))``."""
 
     decoder_feature_channels: int
+    deepest_channels: int  # channels of `deepest_feature` (VerSemi's controller reads it)
     # How encode()'s feature maps hold their channels: "NCHW" (CNNs) or "NHWC" (Swin tokens).
     feature_layout: str = "NCHW"
 
@@ -40,6 +41,11 @@ class SegmentationNetwork(nn.Module):
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (logits (B, 1, H, W), last decoder feature map (B, C, H, W))."""
         return self.decode(self.encode(x))
+
+    def deepest_feature(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The deepest of encode()'s maps, (B, deepest_channels, h, w) in NCHW."""
+        deep = features[-1]
+        return deep.permute(0, 3, 1, 2) if self.feature_layout == "NHWC" else deep
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)[0]

@@ -238,6 +238,7 @@ class SwinUNet(SegmentationNetwork):
         self.final_expand = PatchExpand(embed_dim, embed_dim, scale=PATCH_SIZE)
         self.segmentation_head = nn.Conv2d(embed_dim, 1, kernel_size=1)
         self.decoder_feature_channels = embed_dim
+        self.deepest_channels = embed_dim * 2 ** (NUM_STAGES - 1)
         for module in (self.decoder, self.decoder_norm, self.final_expand):
             module.apply(_init_swin_weights)
 

@@ -27,6 +27,7 @@ class UnetPlusPlus(SegmentationNetwork, smp.UnetPlusPlus):
         if weights_file:
             load_encoder_file(self.encoder, encoder_name, weights_file)
         self.decoder_feature_channels = int(self.segmentation_head[0].in_channels)
+        self.deepest_channels = int(self.encoder.out_channels[-1])
         self.encoder_name = encoder_name
 
     def check_input_shape(self, x: torch.Tensor) -> None:
