@@ -324,3 +324,17 @@ def test_a_tiny_grid_runs_reruns_nothing_and_resumes_a_killed_cell(tmp_path, tin
     assert "0 Phase 1 runs and 0 cells to run" in again.stdout
     assert (report / "results.md").read_text() == md
     assert "[done]" in run_experiments.dry_run(ex)
+
+
+def test_progress_estimates_each_kind_of_task_by_its_own_times(tmp_path):
+    ex = expand(load_grid(sweep_grid(tmp_path)))
+    lines = []
+    todo = [*ex.phase1, *ex.cells]
+    progress = run_experiments.Progress(todo, workers=2, out=lines.append)
+    progress.done(ex.phase1[0], 600.0, 0)  # one g_phi: 10 min; nothing known of cells yet
+    assert progress.eta() == pytest.approx((1 + len(ex.cells)) * 600.0 / 2)
+    progress.done(ex.cells[0], 60.0, 0)
+    assert progress.eta() == pytest.approx((1 * 600.0 + (len(ex.cells) - 1) * 60.0) / 2)
+    assert lines[-1].startswith(f"[2/{len(todo)}] {ex.cells[0].id} done in 1m00s; ETA ")
+    progress.done(ex.cells[1], 5.0, 3)
+    assert "FAILED (exit 3)" in lines[-1]

@@ -103,24 +103,36 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """A line per finished task with the overall ETA (mean time of the tasks run so far,
-    times the tasks left, over the workers)."""
+    """A line per finished task with the overall ETA: the mean time of the finished tasks
+    of each kind (Phase 1 runs and cells take very different times) times the tasks of
+    that kind left, over the workers."""
 
-    def __init__(self, total: int, workers: int, out: Callable[[str], None] = print) -> None:
-        self.total, self.workers, self.out = total, workers, out
-        self.finished, self.elapsed = 0, 0.0
+    def __init__(self, todo: Sequence[Task], workers: int, out: Callable[[str], None] = print):
+        self.left = {kind: sum(isinstance(t, kind) for t in todo) for kind in (Phase1Run, Cell)}
+        self.total, self.workers, self.out = len(todo), workers, out
+        self.finished = 0
+        self.times: dict[type, list[float]] = {Phase1Run: [], Cell: []}
         self.lock = threading.Lock()
+
+    def eta(self) -> float:
+        known = [t for times in self.times.values() for t in times]
+        fallback = sum(known) / len(known) if known else 0.0
+        seconds = 0.0
+        for kind, left in self.left.items():
+            times = self.times[kind]
+            seconds += left * (sum(times) / len(times) if times else fallback)
+        return seconds / self.workers
 
     def done(self, task: Task, seconds: float, rc: int) -> None:
         with self.lock:
             self.finished += 1
-            self.elapsed += seconds
-            left = self.total - self.finished
-            eta = self.elapsed / self.finished * left / self.workers
+            kind = type(task)
+            self.left[kind] -= 1
+            self.times[kind].append(seconds)
             state = "done" if rc == 0 else f"FAILED (exit {rc})"
             self.out(
                 f"[{self.finished}/{self.total}] {task.id} {state} in {_duration(seconds)}; "
-                f"ETA {_duration(eta)}"
+                f"ETA {_duration(self.eta())}"
             )
 
 
@@ -134,7 +146,7 @@ def run_local(expansion: Expansion, parallel: int = 1, gpus: Sequence[str] = ())
     lock = threading.Lock()
     todo1 = [t for t in expansion.phase1 if not t.done]
     todo2 = [t for t in expansion.cells if not t.done]
-    progress = Progress(len(todo1) + len(todo2), parallel)
+    progress = Progress([*todo1, *todo2], parallel)
     failed: list[Task] = []
 
     def work(task: Task) -> None:
