@@ -166,3 +166,67 @@ def test_cross_task_partners_and_square_boxes():
         int(np.sqrt(SquareBox((0.3, 0.6))(np.random.default_rng(s), 100).sum())) for s in range(50)
     }
     assert min(sides) >= 30 and max(sides) <= 60 and len(sides) > 10
+
+
+# --------------------------------------------------------------------------------------
+# Losses (training/versemi_losses.py)
+# --------------------------------------------------------------------------------------
+
+
+def prompted(num_tasks: int = 3) -> PromptedSegNet:
+    base, _ = bases()["unetpp"]
+    return PromptedSegNet(base, num_tasks)
+
+
+def loss_batch():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4, 3, 32, 32, generator=g)
+    y = (torch.rand(4, 1, 32, 32, generator=g) > 0.6).float()
+    tasks = torch.tensor([0, 0, 1, 1])
+    box = torch.zeros(4, 1, 32, 32)
+    box[:, :, 4:25, 6:27] = 1
+    return x, y, tasks, box
+
+
+def test_stage1_pastes_the_partner_and_asks_each_prompt_for_its_own_region():
+    from training.versemi_losses import paste, stage1_loss
+
+    x, y, tasks, box = loss_batch()
+    partner = different_task_partner(tasks)
+    calls = []
+
+    class Spy(torch.nn.Module):
+        """Records (image, task) of every call; predicts nothing (zeros)."""
+
+        def forward(self, xi, ti):
+            calls.append((xi.clone(), ti.clone()))
+            return torch.zeros(len(xi), 1, 32, 32, requires_grad=True)
+
+    loss, terms = stage1_loss(Spy(), x, y, tasks, box, partner, synthetic=2)
+    assert torch.isfinite(loss) and set(terms) == {"loss_sup", "loss_syn", "loss_paste"}
+    mixed = paste(x, x[partner], box)
+    assert torch.equal(calls[0][0], x) and torch.equal(calls[0][1], tasks)
+    assert torch.equal(calls[1][0], mixed) and calls[1][1].tolist() == [2, 2, 2, 2]
+    assert torch.equal(calls[2][1], tasks) and torch.equal(calls[3][1], tasks[partner])
+    assert torch.all(tasks[partner] != tasks)
+
+
+def test_the_aggregated_target_carries_no_gradient_and_weights_follow_eqn_8():
+    from training.versemi_losses import aggregated_target, stage2_terms
+
+    torch.manual_seed(0)
+    net = prompted(3)
+    x, y, _, box = loss_batch()
+    target = aggregated_target(net, x, num_datasets=2)
+    assert not target.requires_grad and target.shape == (4, 1, 32, 32)
+    with torch.no_grad():
+        each = [torch.sigmoid(net(x, torch.full((4,), k))) for k in range(2)]
+    assert torch.allclose(target, torch.maximum(*each))
+    x_u = torch.randn(4, 3, 32, 32)
+    loss, terms, _ = stage2_terms(net, x_u, x, y, box, num_datasets=2)
+    loss.backward()
+    assert net.head.controller.weight.grad.abs().sum() > 0
+    same, _, _ = stage2_terms(net, x_u, x, y, box, 2, weights=torch.full((4,), 0.3))
+    assert torch.allclose(same, loss)  # equal weights: the plain mean
+    none, t0, _ = stage2_terms(net, x_u, x, y, box, 2, weights=torch.zeros(4))
+    assert float(t0["loss_agg"]) == 0.0 and torch.allclose(none, terms["loss_region"])
