@@ -309,7 +309,7 @@ def test_a_tiny_grid_runs_reruns_nothing_and_resumes_a_killed_cell(tmp_path, tin
         cell = next(c for c in ex.cells if c.id == cell_id)
         assert (cell.run_dir / "results.json").stat().st_mtime == mtime
     log = run_experiments.log_path(ex, first).read_text()
-    assert "resumed" in log.lower() or "resuming" in log.lower(), log[-2000:]
+    assert f"resuming {first.run_dir} after epoch 1" in log, log[-2000:]
     report = tmp_path / "out" / "report"
     md = (report / "results.md").read_text()
     assert "| SUP |" in md and "| PL-QW |" in md and "LAMBDA_FINAL_PL_QW_VALUE=1.0" in md
