@@ -19,7 +19,9 @@ DOC_TABLES = ("training/methods/__init__.py", "docs/METHOD.md")
 
 def documented_pairs(text: str) -> set[tuple[str, str]]:
     pairs = set()
-    for names, acronyms in re.findall(r"^\| *([a-z_, ]+?) *\| *([A-Z][A-Z\-, ]*?) *\|", text, re.M):
+    # Acronyms start upper-case and may hold lower-case letters and '+' (FixMatch, UniMatch+QAR).
+    table_row = r"^\| *([a-z_, ]+?) *\| *([A-Z][A-Za-z+\-, ]*?) *\|"
+    for names, acronyms in re.findall(table_row, text, re.M):
         n, a = [x.strip() for x in names.split(",")], [x.strip() for x in acronyms.split(",")]
         if len(n) == len(a):
             pairs |= set(zip(n, a))
