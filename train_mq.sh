@@ -42,7 +42,7 @@ SAMPLES_PER_IMAGE="${SAMPLES_PER_IMAGE:-50}"         # K
 SAMPLES_PER_IMAGE_VAL="${SAMPLES_PER_IMAGE_VAL:-5}"
 LOSS_FUNC="${LOSS_FUNC:-smoothl1}"                   # smoothl1 | mse
 SCHEDULER="${SCHEDULER:-cosine}"                     # cosine | onecycle
-MIXED_PRECISION="${MIXED_PRECISION:-fp16}"           # fp16 | bf16 | no (CUDA only)
+MIXED_PRECISION="${MIXED_PRECISION:-fp16}"           # fp16 (CUDA only) | bf16 (CUDA or a CPU) | no
 GRAD_CLIP="${GRAD_CLIP:-1.0}"
 PATIENCE="${PATIENCE:-25}"
 

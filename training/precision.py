@@ -13,7 +13,9 @@ MIXED_PRECISION_CHOICES = ("fp16", "bf16", "no")
 def autocast_dtype(mixed_precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for a --mixed_precision setting on a device (None: full precision).
 
-    fp16 autocast is a CUDA feature; on a CPU the run falls back to full precision.
+    fp16 autocast is a CUDA feature: on a CPU fp16 falls back to full precision, while
+    bf16 runs autocast on a CPU too (U-Net++ ResNet18 forward + backward at 64 px: 1.9x
+    faster than fp32 on an AVX-512 CPU, one thread; accuracy not yet compared).
     """
     if mixed_precision not in MIXED_PRECISION_CHOICES:
         raise ValueError(
