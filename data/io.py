@@ -25,6 +25,12 @@ from tqdm import tqdm
 
 from data.image_resize import reduction_factor, resize_image, resize_nearest
 
+# OpenCV's own thread pool is not fork-safe: a loader worker forked while one of its
+# threads holds a pool mutex deadlocks in its first cv2 call (seen as a hung test loader
+# under load). The project parallelises with its own threads and loader processes, so
+# OpenCV runs sequentially in every process that reads images.
+cv2.setNumThreads(0)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
