@@ -84,10 +84,15 @@ def gather(expansion: Expansion) -> dict[tuple, Entry]:
     return {k: Entry(v) for k, v in scores.items()}
 
 
+def _axis_combinations(expansion: Expansion) -> list[tuple]:
+    """The grid's combinations of axis values, in the grid file's order."""
+    combos = {axes for (_, axes, _, _, _) in expansion.entries}
+    return sorted(combos, key=_axis_order(expansion.grid))
+
+
 def _columns(expansion: Expansion) -> list[tuple[str, tuple]]:
-    grid = expansion.grid
-    combos = sorted({axes for (_, axes, _, _, _) in expansion.entries}, key=_axis_order(grid))
-    return [(d.name, axes) for d in grid.datasets for axes in combos]
+    combos = _axis_combinations(expansion)
+    return [(d.name, axes) for d in expansion.grid.datasets for axes in combos]
 
 
 def _axis_order(grid):
@@ -212,7 +217,7 @@ def plots(expansion: Expansion, entries: dict[tuple, Entry], folder: Path) -> li
     grid = expansion.grid
     axes_all = {**grid.axes1, **grid.axes2}
     written = []
-    combos = sorted({axes for (_, axes, _, _, _) in expansion.entries}, key=_axis_order(grid))
+    combos = _axis_combinations(expansion)
     for axis, values in axes_all.items():
         if len(values) < 2:
             continue

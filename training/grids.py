@@ -271,18 +271,26 @@ def load_grid(path: str | Path) -> Grid:
 # --------------------------------------------------------------------------------------
 
 
-def method_reads(cls: type[SSLMethod], variable: str) -> bool:
-    """Whether a Phase 2 variable can change this method's run: every variable that is
-    not a method setting does (EPOCHS, LR, ...); a method setting only if one of the
-    method's flags reads it (`script_arguments`)."""
-    method_variables = {v for c in METHODS.values() for v in c.script_variables.values()}
-    method_variables |= {
+def _method_variables() -> frozenset[str]:
+    """Every script variable some method's flag reads (its settings and lambda schedule)."""
+    names = {v for c in METHODS.values() for v in c.script_variables.values()}
+    names |= {
         v.format(c.lambda_variables)
         for c in METHODS.values()
         if c.lambda_variables
         for v in LAMBDA_VARIABLES.values()
     }
-    if variable not in method_variables:
+    return frozenset(names)
+
+
+METHOD_VARIABLES = _method_variables()  # the registry is complete once training.methods is imported
+
+
+def method_reads(cls: type[SSLMethod], variable: str) -> bool:
+    """Whether a Phase 2 variable can change this method's run: every variable that is
+    not a method setting does (EPOCHS, LR, ...); a method setting only if one of the
+    method's flags reads it (`script_arguments`)."""
+    if variable not in METHOD_VARIABLES:
         return True
     return bool(cls.script_arguments({variable: "1"}))
 

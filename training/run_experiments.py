@@ -72,10 +72,9 @@ def run_task(expansion: Expansion, task: Task, extra_env: dict[str, str] | None 
 def describe(task: Task) -> str:
     """One line of --dry_run: what a task runs."""
     state = "done" if task.done else "todo"
-    if isinstance(task, Phase1Run):
-        axes = " ".join(f"{k}={v}" for k, v in task.axes)
-        return f"[{state}] phase 1 {task.id}: train_mq.sh + test_mq.sh {axes}".rstrip()
     axes = " ".join(f"{k}={v}" for k, v in task.axes)
+    if isinstance(task, Phase1Run):
+        return f"[{state}] phase 1 {task.id}: train_mq.sh + test_mq.sh {axes}".rstrip()
     need = f" (g_phi {task.phase1.id})" if task.phase1 else ""
     return (
         f"[{state}] {task.id}: train_SSL_methods.sh METHODS={task.method} "

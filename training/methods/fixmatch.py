@@ -33,6 +33,7 @@ import torch
 
 from training.losses import masked_dice_loss, qar_loss
 from training.methods.base import QAR_LAMBDA, Batch, Flag, Logs, SSLMethod, StepInfo, register
+from training.methods.pseudo_label import teacher_pseudo_labels
 from training.methods.quality import weight_logs
 
 WEAK_STRONG_LAMBDA = (1.0, 1.0, 0.0, 0.0)  # lambda = 1 from the first step
@@ -120,9 +121,9 @@ class FixMatch(SSLMethod):
                 f"{len(batch.x_s)}"
             )
         logits_l, logits_w, logits_fp = self.weak_forward(batch)
-        probs_w = torch.sigmoid(logits_w.detach().float())
-        hard = (probs_w > 0.5).float()
-        keep = (torch.maximum(probs_w, 1.0 - probs_w) >= self.args.confidence_threshold).float()
+        hard, _, keep = teacher_pseudo_labels(
+            torch.sigmoid(logits_w.detach().float()), self.args.confidence_threshold
+        )
         weight, logs = self.pixel_weights(batch, hard, keep)
         partner = partner_index(len(hard), hard.device)
         loss_u = self.unlabeled_terms(batch, logits_fp, hard, weight, partner)
