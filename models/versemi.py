@@ -56,17 +56,26 @@ class DynamicHead(nn.Module):
     def forward(
         self, deep: torch.Tensor, features: torch.Tensor, task: torch.Tensor
     ) -> torch.Tensor:
-        """Logits (B, 1, H, W) for the feature map (B, C, H, W) under prompts `task` (B,)."""
-        if task.shape != (len(features),):
+        """Logits (B, 1, H, W) for the feature map (B, C, H, W) under prompts `task` (B,),
+        or (P, B, 1, H, W) under P prompts per image, `task` (P, B): the pooled feature and
+        the reduced map are computed once, only the per-sample head runs P times."""
+        rows = task if task.dim() == 2 else task[None]
+        if rows.dim() != 2 or rows.shape[1] != len(features):
             raise ValueError(
-                f"task must hold one index per sample, ({len(features)},), got {tuple(task.shape)}"
+                f"task must hold one index per sample, ({len(features)},) or (P, "
+                f"{len(features)}), got {tuple(task.shape)}"
             )
-        if int(task.min()) < 0 or int(task.max()) >= self.num_tasks:
+        if int(rows.min()) < 0 or int(rows.max()) >= self.num_tasks:
             raise ValueError(f"task indices must lie in [0, {self.num_tasks}), got {task.tolist()}")
         pooled = F.adaptive_avg_pool2d(F.relu(self.norm(deep)), 1)
+        reduced = self.reduce(features)
+        out = torch.stack([self.run_head(pooled, reduced, t) for t in rows])
+        return out if task.dim() == 2 else out[0]
+
+    def run_head(self, pooled: torch.Tensor, h: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """The controller's per-sample parameters for `task` (B,), applied to `h`."""
         code = F.one_hot(task.long(), self.num_tasks).to(pooled.dtype)[:, :, None, None]
         params = self.controller(torch.cat([pooled, code], dim=1)).flatten(1)
-        h = self.reduce(features)
         offset = 0
         shapes = dynamic_head_shapes(self.channels)
         for k, (out_c, in_c) in enumerate(shapes):
@@ -82,7 +91,8 @@ class DynamicHead(nn.Module):
 
 class PromptedSegNet(nn.Module):
     """A project network (`SegmentationNetwork`) whose output is chosen by a task prompt:
-    `forward(x, task)` -> logits (B, 1, H, W) of the target of task[b] in image b."""
+    `forward(x, task)` -> logits (B, 1, H, W) of the target of task[b] in image b, or
+    (P, B, 1, H, W) for a (P, B) `task`: P prompts on one encoder-decoder forward."""
 
     def __init__(
         self, base: SegmentationNetwork, num_tasks: int, channels: int = HEAD_CHANNELS
@@ -98,3 +108,15 @@ class PromptedSegNet(nn.Module):
         encoded = self.base.encode(x)
         _, features = self.base.decode(encoded)
         return self.head(self.base.deepest_feature(encoded), features, task)
+
+
+class FixedPrompt(nn.Module):
+    """`net` under one task prompt: `forward(x)` = net(x, task) for every image, so that
+    the shared evaluation (training.eval_utils) tests each task with its own prompt."""
+
+    def __init__(self, net: nn.Module, task: int) -> None:
+        super().__init__()
+        self.net, self.task = net, int(task)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x, torch.full((len(x),), self.task, device=x.device, dtype=torch.long))
