@@ -4,7 +4,8 @@ pairs and square boxes of its CutMix.
 
 - Task table: a CSV (`name,labeled_csv,unlabeled_csv,val_csv,test_csv`) or a JSON list of
   objects with those keys, one row per data set; relative paths are relative to the
-  table's folder; `unlabeled_csv` may be empty.
+  table's folder; `unlabeled_csv` may be empty; an optional `mq_checkpoint` column names
+  each task's own g_phi.
 - `TaskDataset`: the tasks' data sets behind one index, `code = task * STRIDE +
   local index` (the local index carries the epoch as every data set's does, see
   data.samplers), each item tagged with its "task".
@@ -17,9 +18,11 @@ pairs and square boxes of its CutMix.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from data.io import DataError
+from data.io import DataError, load_labeled_csv
 
 TASK_COLUMNS = ("name", "labeled_csv", "unlabeled_csv", "val_csv", "test_csv")
 STRIDE = 1 << 40  # a task's share of the index space (local indices are epoch * n + i)
@@ -41,6 +44,7 @@ class Task:
     unlabeled_csv: Path | None
     val_csv: Path
     test_csv: Path
+    mq_checkpoint: Path | None = None  # this task's own g_phi (optional column)
 
 
 def load_task_table(path: str | Path) -> list[Task]:
@@ -79,6 +83,7 @@ def load_task_table(path: str | Path) -> list[Task]:
                 _resolve(row, "unlabeled_csv", where, path.parent, optional=True),
                 _resolve(row, "val_csv", where, path.parent),
                 _resolve(row, "test_csv", where, path.parent),
+                _resolve(row, "mq_checkpoint", where, path.parent, optional=True),
             )
         )
     if len(tasks) < 2:
@@ -102,21 +107,26 @@ def _resolve(row: dict, column: str, where: str, base: Path, optional: bool = Fa
 
 
 class TaskDataset(Dataset):
-    """Several data sets behind one index: `code = task * STRIDE + local`, each item gains
-    "task" (an int). `len` is the total number of images."""
+    """Several data sets behind one index: `code = position * STRIDE + local`, each item
+    gains "task", the data set's task index (`task_ids[position]`, by default its
+    position: a table whose some tasks have no unlabeled CSV keeps their indices). `len`
+    is the total number of images."""
 
-    def __init__(self, datasets: Sequence[Dataset]) -> None:
+    def __init__(self, datasets: Sequence[Dataset], task_ids: Sequence[int] | None = None) -> None:
         if not datasets:
             raise ValueError("TaskDataset needs at least one data set")
         self.datasets = list(datasets)
+        self.task_ids = list(range(len(self.datasets)) if task_ids is None else task_ids)
+        if len(self.task_ids) != len(self.datasets):
+            raise ValueError(f"{len(self.datasets)} data sets but task_ids {self.task_ids}")
 
     def __len__(self) -> int:
         return sum(len(d) for d in self.datasets)
 
     def __getitem__(self, code: int) -> dict:
-        task, local = divmod(int(code), STRIDE)
-        item = dict(self.datasets[task][local])
-        item["task"] = task
+        position, local = divmod(int(code), STRIDE)
+        item = dict(self.datasets[position][local])
+        item["task"] = self.task_ids[position]
         return item
 
 
@@ -138,12 +148,13 @@ class TaskBalancedBatchSampler(Sampler[list[int]]):
             )
         self.sizes, self.per_task = [int(n) for n in sizes], int(per_task)
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
-        self.epoch = 0
+        self.epoch = self.start = 0
         self.batches = math.ceil(max(self.sizes) / self.per_task)
         self.passes = [math.ceil(self.batches * self.per_task / n) for n in self.sizes]
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Pass `epoch`, skipping its first `start` batches of this rank (a resumed run)."""
+        self.epoch, self.start = int(epoch), int(start)
 
     def __len__(self) -> int:
         return len(range(self.rank, self.batches, self.world_size))
@@ -157,7 +168,7 @@ class TaskBalancedBatchSampler(Sampler[list[int]]):
                 local_epoch = self.epoch * passes + p
                 codes.extend(task * STRIDE + local_epoch * n + int(i) for i in rng.permutation(n))
             streams.append(codes)
-        for b in range(self.rank, self.batches, self.world_size):
+        for b in list(range(self.rank, self.batches, self.world_size))[self.start :]:
             lo = b * self.per_task
             yield [c for codes in streams for c in codes[lo : lo + self.per_task]]
 
@@ -189,3 +200,54 @@ class SquareBox:
         box = np.zeros((size, size), np.uint8)
         box[y : y + side, x : x + side] = 1
         return box
+
+
+# --------------------------------------------------------------------------------------
+# Command line (for train_versemi.sh)
+# --------------------------------------------------------------------------------------
+
+
+def write_pooled_csvs(tasks: Sequence[Task], output_dir: str | Path) -> dict[str, Path]:
+    """Every task's labeled train, val and test pairs pooled into one CSV each (absolute
+    paths), for one g_phi trained on all tasks' masks (docs/METHOD.md §11)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, column in (("train", "labeled_csv"), ("val", "val_csv"), ("test", "test_csv")):
+        rows = ["image_path,mask_path"]
+        for t in tasks:
+            pairs = load_labeled_csv(getattr(t, column))
+            rows += [
+                f"{i.resolve()},{m.resolve()}" for i, m in zip(pairs.image_paths, pairs.mask_paths)
+            ]
+        out[split] = output_dir / f"{split}.csv"
+        out[split].write_text("\n".join(rows) + "\n")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m data.multitask",
+        description="Print a task table as tab-separated lines (name, labeled, unlabeled, "
+        "val, test; absolute paths, '-' for no unlabeled CSV), or pool its labeled splits.",
+    )
+    p.add_argument("table", help="task table (CSV or JSON)")
+    p.add_argument("--pool", metavar="DIR", help="write DIR/{train,val,test}.csv of all tasks")
+    a = p.parse_args(argv)
+    try:
+        tasks = load_task_table(a.table)
+        if a.pool:
+            for split, path in write_pooled_csvs(tasks, a.pool).items():
+                print(f"{split}\t{path}")
+            return 0
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for t in tasks:
+        cells = [t.labeled_csv, t.unlabeled_csv, t.val_csv, t.test_csv]
+        print("\t".join([t.name] + [str(c.resolve()) if c else "-" for c in cells]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

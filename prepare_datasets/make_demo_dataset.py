@@ -271,15 +271,78 @@ def _draw_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
     return image_u8, mask_u8
 
 
+# H&E-like tissue (eosin pink to lilac) and the haematoxylin purple of nuclei (RGB, [0, 1]).
+_TISSUE_TONES = np.array(
+    [[0.93, 0.70, 0.80], [0.88, 0.62, 0.76], [0.84, 0.66, 0.84]], dtype=np.float32
+)
+_NUCLEUS = np.array([0.36, 0.22, 0.52], dtype=np.float32)
+
+
+def _draw_gland_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One "glands" image (the second demo target, for VerSemi's multi-task demo): 1-4
+    elongated, hollow glands, a dark purple epithelial rim around a pale lumen, on
+    H&E-like tissue strewn with nuclei; the mask is every gland, rim and lumen."""
+    s = size / _REF_SIZE
+    tone = _TISSUE_TONES[rng.integers(len(_TISSUE_TONES))] * rng.uniform(0.95, 1.05, 3)
+    shade = 1.0 + 0.05 * _smooth_noise(rng, size, 3)[..., None]
+    image = np.clip(tone[None, None, :] * shade, 0, 1).astype(np.float32)
+    # stroma fibres: a faint oriented texture, unlike the skin's isotropic grain
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    angle = rng.uniform(0, math.pi)
+    fibres = np.sin(
+        (xx * math.cos(angle) + yy * math.sin(angle)) / (1.6 * s) + 3 * _smooth_noise(rng, size, 6)
+    )
+    image *= (1.0 - 0.04 * fibres)[..., None]
+    inside = np.zeros((size, size), bool)
+    rim_alpha = np.zeros((size, size), np.float32)
+    lumen_alpha = np.zeros((size, size), np.float32)
+    for _ in range(int(rng.integers(1, 5))):
+        cx, cy = rng.uniform(0.15, 0.85, 2) * size
+        a = rng.uniform(10, 26) * s  # half length
+        b = a / rng.uniform(1.6, 3.0)  # elongated
+        th = rng.uniform(0, math.pi)
+        u = (xx - cx) * math.cos(th) + (yy - cy) * math.sin(th)
+        v = -(xx - cx) * math.sin(th) + (yy - cy) * math.cos(th)
+        wobble = 1.0 + 0.06 * _smooth_noise(rng, size, 4)
+        r = np.sqrt((u / a) ** 2 + (v / b) ** 2) / wobble
+        gland = r < 1.0
+        inside |= gland
+        rim_alpha = np.maximum(rim_alpha, _sigmoid((1.0 - r) * 14.0))
+        lumen_alpha = np.maximum(lumen_alpha, _sigmoid((0.62 - r) * 14.0))
+    # scattered stromal nuclei first (outside and under the glands), then the glands
+    for _ in range(int(60 * s * s)):
+        y, x = rng.integers(0, size, 2)
+        cv2.circle(image, (int(x), int(y)), max(1, round(1.2 * s)), _NUCLEUS.tolist(), -1)
+    rim = _NUCLEUS * rng.uniform(0.9, 1.15)
+    lumen = np.array([0.97, 0.93, 0.96], np.float32)
+    image = image * (1 - rim_alpha[..., None]) + rim[None, None] * rim_alpha[..., None]
+    image = image * (1 - lumen_alpha[..., None]) + lumen[None, None] * lumen_alpha[..., None]
+    image *= 1.0 + 0.03 * rng.standard_normal((size, size, 1)).astype(np.float32)
+    image_u8 = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    return image_u8, inside.astype(np.uint8) * 255
+
+
+# What the demo images show: --kind.
+KINDS = {"dermoscopy": _draw_sample, "glands": _draw_gland_sample}
+
+
 # --------------------------------------------------------------------------------------
 # Folder handling
 # --------------------------------------------------------------------------------------
 
 
 def _arguments(
-    image_size: int, num_train: int, num_val: int, num_test: int, num_unlabeled: int, seed: int
+    image_size: int,
+    num_train: int,
+    num_val: int,
+    num_test: int,
+    num_unlabeled: int,
+    seed: int,
+    kind: str = "dermoscopy",
 ) -> dict:
+    # the default kind is not recorded, so that existing dermoscopy sets stay valid
     return {
+        **({"kind": kind} if kind != "dermoscopy" else {}),
         "format_version": MANIFEST.format_version,
         "image_size": image_size,
         "num_train": num_train,
@@ -332,6 +395,7 @@ def make_demo_dataset(
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = True,
+    kind: str = "dermoscopy",
 ) -> dict[str, Path]:
     """Write the demo set into `output_dir`; return the CSV paths by split name.
 
@@ -349,11 +413,13 @@ def make_demo_dataset(
             raise ValueError(f"{name} must be between 1 and 9999, got {n}")
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise FileExistsError(f"--output_dir {output_dir} exists and is not a folder")
 
-    args = _arguments(image_size, num_train, num_val, num_test, num_unlabeled, seed)
+    args = _arguments(image_size, num_train, num_val, num_test, num_unlabeled, seed, kind)
     plan = _plan(args)
     files = _file_list(plan)
     csvs = _csv_paths(output_dir)
@@ -381,7 +447,7 @@ def make_demo_dataset(
         rows = []
         for i, sid in enumerate(plan[split]):
             rng = np.random.default_rng([seed, _SPLIT_KEYS[split], i])
-            image, mask = _draw_sample(rng, image_size)
+            image, mask = KINDS[kind](rng, image_size)
             write_image(output_dir / "images" / f"{sid}.png", image)
             if split == "unlabeled":
                 rows.append(f"images/{sid}.png")
@@ -417,6 +483,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_unlabeled", type=int, default=400, help="unlabeled images")
     p.add_argument("--seed", type=int, default=0, help="same seed and arguments: same bytes")
     p.add_argument(
+        "--kind",
+        choices=list(KINDS),
+        default="dermoscopy",
+        help="what the images show: skin lesions, or hollow glands on H&E-like tissue (a "
+        "second target of another shape and texture, for the multi-task demo)",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="replace whatever the folder holds (only an earlier demo's own files are deleted)",
@@ -432,7 +505,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         csvs = make_demo_dataset(
             a.output_dir,
             progress=not a.no_progress,
-            **same_named(a, "image_size", *(f"num_{s}" for s in SPLITS), "seed", "overwrite"),
+            **same_named(
+                a, "image_size", *(f"num_{s}" for s in SPLITS), "seed", "overwrite", "kind"
+            ),
         )
     except (FileExistsError, ValueError) as exc:
         return report_error(exc)

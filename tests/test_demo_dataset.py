@@ -147,3 +147,20 @@ def test_cli(tmp_path, capsys):
     assert cv2.imread(str(out / "masks" / "demo_test_0001.png")).shape[:2] == (48, 48)
     assert main([*argv[:-1], "--num_train", "3", "--no_progress"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_glands_kind_is_another_target_and_reproducible(demo, tmp_path):
+    out, _ = demo
+    csvs = _make(tmp_path / "glands", kind="glands")
+    _make(tmp_path / "glands_again", kind="glands")
+    assert _all_bytes(tmp_path / "glands") == _all_bytes(tmp_path / "glands_again")
+    manifest = json.loads((tmp_path / "glands" / MANIFEST.name).read_text())
+    assert manifest["arguments"]["kind"] == "glands"
+    _, masks = load_labeled_arrays(load_labeled_csv(csvs["train"]), None)
+    fractions = (masks > 0).mean(axis=(1, 2))
+    assert np.all(fractions > 0.02) and np.all(fractions < 0.4)
+    # another target: not the dermoscopy set's images
+    first = "images/demo_train_0001.png"
+    assert (tmp_path / "glands" / first).read_bytes() != (out / first).read_bytes()
+    with pytest.raises(ValueError, match="kind must be one of"):
+        _make(tmp_path / "bad", kind="cells")

@@ -200,14 +200,16 @@ def test_stage1_pastes_the_partner_and_asks_each_prompt_for_its_own_region():
 
         def forward(self, xi, ti):
             calls.append((xi.clone(), ti.clone()))
-            return torch.zeros(len(xi), 1, 32, 32, requires_grad=True)
+            return torch.zeros(*ti.shape, 1, 32, 32, requires_grad=True)
 
     loss, terms = stage1_loss(Spy(), x, y, tasks, box, partner, synthetic=2)
     assert torch.isfinite(loss) and set(terms) == {"loss_sup", "loss_syn", "loss_paste"}
     mixed = paste(x, x[partner], box)
     assert torch.equal(calls[0][0], x) and torch.equal(calls[0][1], tasks)
-    assert torch.equal(calls[1][0], mixed) and calls[1][1].tolist() == [2, 2, 2, 2]
-    assert torch.equal(calls[2][1], tasks) and torch.equal(calls[3][1], tasks[partner])
+    # one forward of the mixed image under the synthetic, own and partner's prompts
+    assert len(calls) == 2 and torch.equal(calls[1][0], mixed)
+    assert calls[1][1][0].tolist() == [2, 2, 2, 2] and torch.equal(calls[1][1][1], tasks)
+    assert torch.equal(calls[1][1][2], tasks[partner])
     assert torch.all(tasks[partner] != tasks)
 
 
@@ -230,3 +232,60 @@ def test_the_aggregated_target_carries_no_gradient_and_weights_follow_eqn_8():
     assert torch.allclose(same, loss)  # equal weights: the plain mean
     none, t0, _ = stage2_terms(net, x_u, x, y, box, 2, weights=torch.zeros(4))
     assert float(t0["loss_agg"]) == 0.0 and torch.allclose(none, terms["loss_region"])
+
+
+def test_a_resumed_pass_skips_the_batches_already_seen():
+    full = TaskBalancedBatchSampler([3, 10, 7], per_task=2, seed=5)
+    full.set_epoch(2)
+    resumed = TaskBalancedBatchSampler([3, 10, 7], per_task=2, seed=5)
+    resumed.set_epoch(2, start=3)
+    assert list(resumed) == list(full)[3:]
+    resumed.set_epoch(3)  # the next pass is whole again
+    assert len(list(resumed)) == 5
+
+
+def test_task_dataset_keeps_table_indices_when_tasks_are_left_out():
+    rng = np.random.default_rng(0)
+    sets = [
+        LabeledSegDataset.from_arrays(rng.integers(0, 255, (2, 16, 16, 3), np.uint8),
+                                      np.zeros((2, 16, 16), np.uint8), augment=False)
+        for _ in range(2)
+    ]  # fmt: skip
+    data = TaskDataset(sets, task_ids=[0, 2])  # task 1 has no unlabeled images
+    assert data[1 * STRIDE + 1]["task"] == 2 and data[0]["task"] == 0
+    with pytest.raises(ValueError, match="task_ids"):
+        TaskDataset(sets, task_ids=[0])
+
+
+def test_task_table_command_prints_rows_and_pools_the_splits(tmp_path, tiny_demo, capsys):
+    from data.io import load_labeled_csv
+    from data.multitask import main
+
+    table = write_table(tmp_path, tiny_demo)
+    assert main([str(table)]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [r[0] for r in rows] == ["lesions", "other"] and rows[1][2] == "-"
+    assert rows[0][1] == str(tiny_demo["train"].resolve())
+    assert main([str(table), "--pool", str(tmp_path / "pooled")]) == 0
+    pooled = load_labeled_csv(tmp_path / "pooled" / "train.csv")
+    single = load_labeled_csv(tiny_demo["train"])
+    assert len(pooled.image_paths) == 2 * len(single.image_paths)
+    assert main([str(tmp_path / "missing.csv")]) == 1
+    assert "missing.csv" in capsys.readouterr().err
+
+
+def test_task_table_names_each_tasks_g_phi(tmp_path, tiny_demo):
+    ckpt = tmp_path / "g.pth"
+    ckpt.write_bytes(b"")
+    d = tiny_demo
+    path = tmp_path / "tasks.csv"
+    path.write_text(
+        "name,labeled_csv,unlabeled_csv,val_csv,test_csv,mq_checkpoint\n"
+        f"a,{d['train']},,{d['val']},{d['test']},{ckpt}\n"
+        f"b,{d['train']},,{d['val']},{d['test']},\n"
+    )
+    tasks = load_task_table(path)
+    assert tasks[0].mq_checkpoint == ckpt and tasks[1].mq_checkpoint is None
+    path.write_text(path.read_text().replace(str(ckpt), str(tmp_path / "none.pth")))
+    with pytest.raises(DataError, match=r"row 2: mq_checkpoint .*none.pth does not exist"):
+        load_task_table(path)

@@ -39,23 +39,25 @@ def progress(iterable: Any, desc: str, enabled: bool = True, **kwargs: Any) -> t
 def make_loader(
     dataset: Dataset,
     sampler: Sampler,
-    batch_size: int,
+    batch_size: int | None,
     num_workers: int,
     device: torch.device,
     drop_last: bool = False,
 ) -> DataLoader:
     """A DataLoader with workers that never starve the model: persistent, prefetching,
-    pinned memory on CUDA. The sampler (data.samplers.EpochSampler) carries the epoch."""
+    pinned memory on CUDA. The sampler (data.samplers.EpochSampler) carries the epoch;
+    with `batch_size` None it is a batch sampler (data.multitask's task-balanced one)."""
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
         kwargs.update(persistent_workers=True, prefetch_factor=4, worker_init_fn=worker_init)
+    if batch_size is None:
+        kwargs["batch_sampler"] = sampler
+    else:
+        kwargs.update(batch_size=batch_size, sampler=sampler, drop_last=drop_last)
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=sampler,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
-        drop_last=drop_last,
         **kwargs,
     )
 
@@ -104,11 +106,15 @@ class BatchStream:
     `start_step` (batches already consumed, for a resumed run) re-enters pass
     start_step // len(loader) at its next batch. The consumed batches are skipped in the
     sampler, not loaded, and the rest of the pass is the same batches an uninterrupted run
-    would see.
+    would see. A batch sampler (loader.batch_size None) skips whole batches.
     """
 
     def __init__(self, loader: DataLoader, sampler: EpochSampler, start_step: int = 0) -> None:
-        owners = (getattr(loader, "sampler", None), getattr(loader.batch_sampler, "sampler", None))
+        owners = (
+            getattr(loader, "sampler", None),
+            loader.batch_sampler,
+            getattr(loader.batch_sampler, "sampler", None),
+        )
         if not any(s is sampler for s in owners):
             # set_epoch on another sampler would replay the same shuffle on every pass.
             raise ValueError("BatchStream: `sampler` must be the sampler of `loader`")
@@ -116,7 +122,7 @@ class BatchStream:
             raise ValueError("BatchStream: the loader yields no batches (batch size > data?)")
         self.loader, self.sampler = loader, sampler
         self.pass_index, offset = divmod(int(start_step), len(loader))
-        self._skip = offset * int(loader.batch_size)
+        self._skip = offset * int(loader.batch_size or 1)
         self._resumed = start_step > 0
         self._iterator: Any = None
 
