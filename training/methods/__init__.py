@@ -16,6 +16,13 @@ acronym, table row, whether it needs g_phi and D_U, its lambda defaults and its 
 | fixmatch, fixmatch_quality | FixMatch, FixMatch-QW | fixmatch |
 | unimatch, unimatch_quality, unimatch_qar | UniMatch, UniMatch-QW, UniMatch+QAR | fixmatch |
 | ours_qar, ours_pl_qw | QAR, PL-QW | ours |
+
+Multi-task methods (a task table, `--task_table`; `MULTITASK_METHODS`, docs/METHOD.md §11):
+
+| name | acronym | module |
+|---|---|---|
+| pooled_supervised | Pooled | versemi |
+| versemi, versemi_quality, versemi_qar | VerSemi, VerSemi-QW, VerSemi+QAR | versemi |
 """
 
 from training.methods import (  # noqa: F401 - imported to register their methods
@@ -27,9 +34,11 @@ from training.methods import (  # noqa: F401 - imported to register their method
     ours,
     pseudo_label,
     supervised,
+    versemi,
 )
 from training.methods.base import (
     METHODS,
+    MULTITASK_METHODS,
     Batch,
     FeatureNet,
     SSLMethod,
@@ -37,4 +46,12 @@ from training.methods.base import (
     get_method,
 )
 
-__all__ = ["METHODS", "Batch", "FeatureNet", "SSLMethod", "StepInfo", "get_method"]
+__all__ = [
+    "METHODS",
+    "MULTITASK_METHODS",
+    "Batch",
+    "FeatureNet",
+    "SSLMethod",
+    "StepInfo",
+    "get_method",
+]

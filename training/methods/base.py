@@ -123,6 +123,9 @@ class Batch:
     # float {0, 1} tensor per view (methods with `strong_views`; docs/METHOD.md §7.6).
     x_s: tuple[torch.Tensor, ...] = ()
     boxes: tuple[torch.Tensor, ...] = ()
+    # Task indices (B_l,) and (B_u,) of a multi-task run (VerSemi, docs/METHOD.md §11).
+    t_l: torch.Tensor | None = None
+    t_u: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,11 @@ class SSLMethod:
     # --bn_forward's default and choices (SUP adds `labeled_only`, its default).
     bn_forward_default: ClassVar[str] = "mixed"
     bn_forward_choices: ClassVar[tuple[str, ...]] = BN_FORWARD_CHOICES
+    # Trains over a task table (`--task_table`, several data sets; docs/METHOD.md §11),
+    # with a task-prompted network when `prompted`. Such methods live in their own
+    # registry (`MULTITASK_METHODS`): the single-data-set scripts and tables skip them.
+    multitask: ClassVar[bool] = False
+    prompted: ClassVar[bool] = False
 
     @classmethod
     def own_flags(cls) -> list[str]:
@@ -394,21 +402,25 @@ def _unwrap(net: nn.Module) -> nn.Module:
 # --------------------------------------------------------------------------------------
 
 METHODS: dict[str, type[SSLMethod]] = {}
+MULTITASK_METHODS: dict[str, type[SSLMethod]] = {}
 
 
 def register(cls: type[SSLMethod]) -> type[SSLMethod]:
-    """Class decorator: register a method under its `name`, in table-row order."""
+    """Class decorator: register a method under its `name`, in table-row order (a
+    multi-task one in MULTITASK_METHODS); names, acronyms and rows are unique across both."""
     if not cls.name or not cls.acronym:
         raise ValueError(f"{cls.__name__} needs a name and an acronym")
-    if cls.name in METHODS:
+    every = {**METHODS, **MULTITASK_METHODS}
+    if cls.name in every:
         raise ValueError(f"method {cls.name!r} registered twice")
-    clash = [n for n, c in METHODS.items() if c.acronym == cls.acronym or c.row == cls.row]
+    clash = [n for n, c in every.items() if c.acronym == cls.acronym or c.row == cls.row]
     if clash:
         raise ValueError(f"{cls.name}: acronym or row already taken by {clash}")
-    METHODS[cls.name] = cls
-    ordered = sorted(METHODS.values(), key=lambda c: c.row)
-    METHODS.clear()
-    METHODS.update((c.name, c) for c in ordered)
+    registry = MULTITASK_METHODS if cls.multitask else METHODS
+    registry[cls.name] = cls
+    ordered = sorted(registry.values(), key=lambda c: c.row)
+    registry.clear()
+    registry.update((c.name, c) for c in ordered)
     return cls
 
 
@@ -416,10 +428,11 @@ def get_method(name: str) -> type[SSLMethod]:
     """Look a method up by name (or acronym); an unknown one lists the valid names."""
     from training import methods as _  # noqa: F401 - importing the package registers all
 
-    if name in METHODS:
-        return METHODS[name]
-    by_acronym = {cls.acronym.lower(): cls for cls in METHODS.values()}
+    every = {**METHODS, **MULTITASK_METHODS}
+    if name in every:
+        return every[name]
+    by_acronym = {cls.acronym.lower(): cls for cls in every.values()}
     if name.lower() in by_acronym:
         return by_acronym[name.lower()]
-    valid = ", ".join(f"{n} ({c.acronym})" for n, c in METHODS.items())
+    valid = ", ".join(f"{n} ({c.acronym})" for n, c in every.items())
     raise ValueError(f"unknown method {name!r}; valid: {valid}")
