@@ -159,3 +159,25 @@ def test_errors_name_the_folder_or_file(tmp_path):
     bad.write_text(json.dumps({"method_acronym": "QAR", "model_acronym": "UP"}))
     with pytest.raises(SystemExit, match="no 'test' metrics"):
         collect_results.main(["--output_dir", str(tmp_path)])
+
+
+def test_a_multitask_run_gives_each_task_table_a_row(tmp_path):
+    """VerSemi's results.json holds every task's test: each task's table shows it beside
+    the runs trained on that task alone."""
+    write_run(tmp_path / "skin", "SUP_skin", "SUP", "UP", 0.80, 0.70, dataset="skin")
+    path = write_run(tmp_path / "multi", "VS", "VerSemi", "UP", 0.0, 0.0, dataset="both")
+    data = json.loads(path.read_text())
+    data["tasks"] = {
+        "skin": {"test": {"dice": {"mean": 0.84, "std": 0.1, "n": 30}}},
+        "glands": {"test": {"dice": {"mean": 0.61, "std": 0.2, "n": 30}}},
+    }
+    path.write_text(json.dumps(data))
+    runs = collect_results.load_runs(path)
+    assert [(r.dataset, r.test["dice"]["mean"]) for r in runs] == [("skin", 0.84), ("glands", 0.61)]
+    markdown = collect_results.main(["--output_dir", str(tmp_path)])
+    assert "both" not in markdown  # the task mean is not a data set of its own
+    assert "84.0" in markdown and "61.0" in markdown and "80.0" in markdown
+    data["tasks"]["glands"] = {"val": {}}
+    path.write_text(json.dumps(data))
+    with pytest.raises(collect_results.ResultsError, match="task 'glands' has no test"):
+        collect_results.load_runs(path)

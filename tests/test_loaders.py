@@ -81,3 +81,24 @@ def test_steps_per_epoch_is_the_longer_loader():
     long = DataLoader(ds, batch_size=1)
     assert steps_per_epoch(short, long) == 4
     assert steps_per_epoch(short, None) == 1
+
+
+@pytest.mark.parametrize("start", [2, 5, 6])
+def test_a_resumed_task_balanced_stream_continues_with_the_same_batches(start):
+    """VerSemi's loader takes a batch sampler (batch_size None): a resumed stream skips
+    whole task-balanced batches and then yields those of the uninterrupted run."""
+    from data.multitask import TaskBalancedBatchSampler, TaskDataset
+
+    def stream(start_step: int) -> BatchStream:
+        ds = TaskDataset([tiny_set(3), tiny_set(7)])
+        sampler = TaskBalancedBatchSampler([3, 7], per_task=2, seed=4)
+        loader = make_loader(ds, sampler, None, 0, torch.device("cpu"))
+        return BatchStream(loader, sampler, start_step)
+
+    uninterrupted = stream(0)
+    whole = [next(uninterrupted) for _ in range(start + 4)]
+    resumed = stream(start)
+    resumed.prime()
+    for a, b in zip(whole[start:], [next(resumed) for _ in range(4)]):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["task"], b["task"])
+        assert a["task"].tolist() == [0, 0, 1, 1]

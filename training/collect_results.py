@@ -7,7 +7,8 @@
 Rows are methods in the paper's order (the method registry's: SUP, PL-T, PL-C, MT, UA-MT,
 MT-QW, ICT, ICT-QW, CPS, CPS-QW, CL, CL-QW, QAR, PL-QW; others after, alphabetically);
 columns are the test Dice and Jaccard, mean +- std, for each segmentation model (the model
-table's order: UP, AU, SU). One table per data set.
+table's order: UP, AU, SU). One table per data set; a multi-task run (VerSemi, Pooled)
+adds a row to the table of each of its tasks, tested with that task's prompt.
 
 A cell with one run shows the mean and the population std over that run's test images
 (what training/train_semisup.py writes). A cell with several runs of the same (method,
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import sys
 from collections import defaultdict
@@ -32,11 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path
 import numpy as np
 
 from models.seg_models import SEG_MODELS
-from training.methods import METHODS
+from training.methods import METHODS, MULTITASK_METHODS
 
 # Rows and columns in the paper's order, from the method registry and the model table.
-METHOD_ORDER = tuple(cls.acronym for cls in METHODS.values())
-METHOD_ACRONYMS = {name: cls.acronym for name, cls in METHODS.items()}  # for old results.json
+ALL_METHODS = {**METHODS, **MULTITASK_METHODS}  # the multi-task ones (VerSemi) after
+METHOD_ORDER = tuple(cls.acronym for cls in ALL_METHODS.values())
+METHOD_ACRONYMS = {name: cls.acronym for name, cls in ALL_METHODS.items()}  # old results.json
 MODEL_ORDER = tuple(spec.acronym for spec in SEG_MODELS.values())
 MODEL_ACRONYMS = {name: spec.acronym for name, spec in SEG_MODELS.items()}
 METRIC_LABELS = {
@@ -153,6 +156,23 @@ def load_run(path: str | Path) -> Run:
         best_epoch=int(best_epoch) if best_epoch is not None else None,
         lambda_at_best=float(lam) if lam is not None else None,
     )
+
+
+def load_runs(path: str | Path) -> list[Run]:
+    """The runs of one results.json: one, or for a multi-task run (VerSemi, Pooled; its
+    "tasks" entry) one per task, named by the task, so that each task's table gets a row
+    for it beside the runs trained on that data set alone."""
+    run = load_run(path)
+    tasks = json.loads(Path(path).read_text()).get("tasks")
+    if not tasks:
+        return [run]
+    out = []
+    for name, entry in tasks.items():
+        test = entry.get("test") if isinstance(entry, dict) else None
+        if not isinstance(test, dict) or not all("mean" in s for s in test.values()):
+            raise ResultsError(f"{path}: task {name!r} has no test metrics with a 'mean'")
+        out.append(dataclasses.replace(run, dataset=str(name), test=test))
+    return out
 
 
 def group_runs(runs: list[Run]) -> dict[str, dict[tuple[str, str], Cell]]:
@@ -309,7 +329,7 @@ def collect(
     digits: int | None = None,
 ) -> tuple[str, list[dict[str, object]]]:
     """(Markdown of every data set's table, CSV rows) of the runs under `output_dir`."""
-    table = group_runs([load_run(p) for p in find_results(output_dir)])
+    table = group_runs([r for p in find_results(output_dir) for r in load_runs(p)])
     markdown = "\n".join(
         markdown_table(dataset, cells, metrics, scale, digits) for dataset, cells in table.items()
     )

@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 
 from data.augment import normalize_tensor
 from data.io import load_unlabeled_csv
+from data.multitask import load_task_table
 from data.samplers import EpochSampler
 from data.seg_datasets import LabeledSegDataset, UnlabeledSegDataset
 from models.seg_models import (
@@ -47,6 +48,7 @@ from models.seg_models import (
     resolve_seg_model,
     seg_model_acronym,
 )
+from models.versemi import PromptedSegNet
 from training.cli import TRACKING_REASON, add_ignored
 from training.diagnostics import heldout_dataset, mechanism_diagnostics, plot_diagnostics
 from training.distributed import (
@@ -76,7 +78,15 @@ from training.loaders import (
 )
 from training.methods import METHODS, Batch, FeatureNet, SSLMethod, StepInfo, get_method
 from training.methods.quality import QualityScorer
+from training.methods.versemi import TaskQuality
 from training.metrics import summarize
+from training.multitask import (
+    build_multitask_data,
+    evaluate_tasks,
+    task_columns,
+    task_eval_loaders,
+    task_mean,
+)
 from training.precision import (
     MIXED_PRECISION_CHOICES,
     autocast,
@@ -99,10 +109,17 @@ def build_parser(method: type[SSLMethod] | None = None) -> argparse.ArgumentPars
     )
     p.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS) or 'see --help'}")
     d = p.add_argument_group("data")
-    d.add_argument("--labeled_train_csv", required=True, help="D_L (image_path,mask_path)")
-    d.add_argument("--labeled_val_csv", required=True)
-    d.add_argument("--labeled_test_csv", required=True)
+    d.add_argument("--labeled_train_csv", default=None, help="D_L (image_path,mask_path)")
+    d.add_argument("--labeled_val_csv", default=None)
+    d.add_argument("--labeled_test_csv", default=None)
     d.add_argument("--unlabeled_csv", default=None, help="D_U (img_path); not needed by SUP")
+    d.add_argument(
+        "--task_table",
+        default=None,
+        help="multi-task methods (VerSemi, Pooled): a CSV or JSON table of data sets "
+        "(name,labeled_csv,unlabeled_csv,val_csv,test_csv[,mq_checkpoint]) in place of "
+        "the four CSVs above (docs/METHOD.md §11)",
+    )
     d.add_argument("--dataset", default="", help="data set name, recorded in results.json")
     d.add_argument("--image_size", type=int, default=224)
     d.add_argument("--num_workers", type=int, default=4)
@@ -153,6 +170,14 @@ def build_parser(method: type[SSLMethod] | None = None) -> argparse.ArgumentPars
     o.add_argument("--batch_size_unlabeled", type=int, default=64, help="per process")
     o.add_argument("--lr", type=float, default=1e-4)
     o.add_argument("--weight_decay", type=float, default=1e-4)
+    o.add_argument(
+        "--betas",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("BETA1", "BETA2"),
+        help="AdamW's betas (default: the method's own; VerSemi's 0.5 0.999, else 0.9 0.999)",
+    )
     o.add_argument("--eta_min", type=float, default=1e-6)
     o.add_argument("--grad_clip", type=float, default=1.0)
     o.add_argument("--mixed_precision", choices=MIXED_PRECISION_CHOICES, default="fp16")
@@ -257,9 +282,21 @@ def validate(args: argparse.Namespace, method: type[SSLMethod]) -> None:
         check_seg_model_args(args.seg_model, **seg_model_kwargs(args, notify=True))
     except ValueError as exc:
         problems.append(f"--seg_model {args.seg_model}: {exc}")
-    if method.loads_unlabeled(args) and not args.unlabeled_csv:
-        problems.append(f"{method.name} needs --unlabeled_csv")
-    if method.uses_quality and not args.mq_checkpoint:
+    if method.multitask:
+        if not args.task_table:
+            problems.append(f"{method.name} trains over several data sets: pass --task_table")
+        given = [f for f in ("labeled_train_csv", "unlabeled_csv") if getattr(args, f)]
+        if given:
+            problems.append(f"{method.name} reads its data from --task_table, not --{given[0]}")
+    else:
+        if args.task_table:
+            problems.append(f"--task_table is for multi-task methods; {method.name} is not one")
+        for name in ("labeled_train_csv", "labeled_val_csv", "labeled_test_csv"):
+            if not getattr(args, name):
+                problems.append(f"--{name} is required")
+        if method.loads_unlabeled(args) and not args.unlabeled_csv:
+            problems.append(f"{method.name} needs --unlabeled_csv")
+    if method.uses_quality and not args.mq_checkpoint and not method.multitask:
         problems.append(f"{method.name} needs g_phi: pass --mq_checkpoint")
     for name in ("epochs", "batch_size_labeled", "batch_size_unlabeled", "image_size"):
         if getattr(args, name) < 1:
@@ -292,9 +329,11 @@ def build_networks(args, method: type[SSLMethod], ctx: DistContext) -> list[torc
     for k in range(method.num_networks):
         torch.manual_seed(args.seed + 1000 * k)
         net = create_seg_model(args.seg_model, **seg_model_kwargs(args))
+        # K data sets + the synthetic task (§11); a network without prompts stays as it is
+        net = PromptedSegNet(net, args.num_datasets + 1) if method.prompted else FeatureNet(net)
         # Channels-last on every device: tensor cores on CUDA, and oneDNN's convolutions on
         # a CPU (U-Net++ forward + backward 9% faster at 64 px).
-        net = FeatureNet(net).to(ctx.device, memory_format=torch.channels_last)
+        net = net.to(ctx.device, memory_format=torch.channels_last)
         nets.append(wrap_ddp(net, ctx))
     return nets
 
@@ -319,6 +358,13 @@ def unlabeled_inputs(
     return x_u, x_s, tuple(boxes[:, k, None].float() for k in range(boxes.shape[1]))
 
 
+def task_tensor(item: dict | None, ctx: DistContext) -> torch.Tensor | None:
+    """The batch's task indices on the device (multi-task runs), or None."""
+    if item is None or "task" not in item:
+        return None
+    return torch.as_tensor(item["task"]).to(ctx.device, non_blocking=True)
+
+
 def eval_loader(csv_path: str, args: argparse.Namespace, ctx: DistContext) -> DataLoader:
     """A validation or test loader: cached images, no augmentation, sharded across ranks."""
     dataset = LabeledSegDataset(
@@ -329,6 +375,7 @@ def eval_loader(csv_path: str, args: argparse.Namespace, ctx: DistContext) -> Da
 
 def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContext) -> Path:
     validate(args, method_cls)
+    args.betas = list(args.betas or method_cls.adam_betas)  # args.json records the ones used
     model_acr = seg_model_acronym(args.seg_model)
     if not args.experiment_name:
         args.experiment_name = (
@@ -340,26 +387,36 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
         if ctx.is_main:
             print(f"{run_dir} has finished (results.json); nothing to resume", flush=True)
         return run_dir
-    # g_phi first: a wrong checkpoint or image size fails before anything is written.
+    # g_phi (and the task table) first: a wrong checkpoint, image size or table fails
+    # before anything is written.
+    tasks = load_task_table(args.task_table) if method_cls.multitask else None
     quality = None
     if method_cls.uses_quality:
-        quality = QualityScorer(args.mq_checkpoint, ctx.device, args.image_size, args.mq_resize)
+        quality = quality_scorer(args, tasks, ctx)
     run = Run(ctx, args.output_dir, args.experiment_name, args.resume)
     seed_everything(args.seed)
 
-    labeled = LabeledSegDataset(
-        args.labeled_train_csv,
-        args.image_size,
-        augment=True,
-        seed=args.seed,
-        num_threads=args.cache_threads,
-    )
-    l_loader, l_sampler = sharded_loader(
-        labeled, args.batch_size_labeled, args.num_workers, ctx, True, args.seed
-    )
-    val_loader = eval_loader(args.labeled_val_csv, args, ctx)
-    unlabeled = u_sampler = u_loader = None
-    if method_cls.loads_unlabeled(args):
+    if tasks is not None:
+        # A multi-task run (§11): task-balanced batches, validation and test per task.
+        args.num_datasets = len(tasks)
+        data = build_multitask_data(args, ctx, method_cls.needs_unlabeled, method_cls.strong_views)
+        labeled, l_loader, l_sampler = data.labeled, data.l_loader, data.l_sampler
+        unlabeled, u_loader, u_sampler = data.unlabeled, data.u_loader, data.u_sampler
+        val_loaders = task_eval_loaders(tasks, "val", args, ctx, eval_loader)
+    else:
+        labeled = LabeledSegDataset(
+            args.labeled_train_csv,
+            args.image_size,
+            augment=True,
+            seed=args.seed,
+            num_threads=args.cache_threads,
+        )
+        l_loader, l_sampler = sharded_loader(
+            labeled, args.batch_size_labeled, args.num_workers, ctx, True, args.seed
+        )
+        val_loaders = {"": eval_loader(args.labeled_val_csv, args, ctx)}
+        unlabeled = u_sampler = u_loader = None
+    if tasks is None and method_cls.loads_unlabeled(args):
         unlabeled = UnlabeledSegDataset(
             args.unlabeled_csv,
             args.image_size,
@@ -375,7 +432,7 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
     # D_U's held-out masks (diagnostics only, §6.1), read by rank 0
     heldout = (
         heldout_dataset(args.unlabeled_csv, args.image_size, args.cache_threads)
-        if ctx.is_main
+        if ctx.is_main and args.unlabeled_csv
         else None
     )
     if unlabeled is None and args.unlabeled_csv:
@@ -393,7 +450,9 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
     method = method_cls(args, networks, quality)
     params = [p for net in networks for p in net.parameters()]
     clip_groups = method.clip_groups()  # fixed for the run; not rebuilt every step
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(
+        params, lr=args.lr, betas=tuple(args.betas), weight_decay=args.weight_decay
+    )
     scheduler = cosine_lr_scheduler(optimizer, args.epochs, eta_min=args.eta_min)
     amp_dtype = autocast_dtype(args.mixed_precision, ctx.device)
     scaler = make_grad_scaler(ctx.device, amp_dtype)
@@ -417,13 +476,23 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
         for stream in (l_stream, u_stream):
             if stream is not None:
                 stream.prime()
-        prime_persistent(val_loader)
+        prime_persistent(*val_loaders.values())
     run.restore_rng(point)
+
+    def evaluate(loaders: dict[str, DataLoader]) -> tuple[dict, dict | None]:
+        """(summary, per-task summaries): a multi-task run scores the mean over tasks of
+        each task's own Dice (§11), a single-task run its one data set (per_task None)."""
+        model = method.eval_model()
+        if tasks is None:
+            loader = loaders[""]
+            return summarize(evaluate_segmentation(model, loader, ctx.device, amp_dtype)), None
+        per_task = evaluate_tasks(model, loaders, ctx.device, amp_dtype, method_cls.prompted)
+        return task_mean(per_task), per_task
 
     run.write_record(
         args,
         labeled_images=len(labeled),
-        val_images=len(val_loader.dataset),
+        val_images=sum(len(v.dataset) for v in val_loaders.values()),
         unlabeled_images=len(unlabeled) if unlabeled is not None else 0,
         steps_per_epoch=steps,
     )
@@ -442,11 +511,13 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
         lr = optimizer.param_groups[0]["lr"]
         bar = progress(range(steps), desc=f"epoch {epoch + 1}/{args.epochs}", enabled=ctx.is_main)
         for i in bar:
-            lb = next(l_stream)
+            lb, ub = next(l_stream), next(u_stream) if u_stream else None
             batch = Batch(
                 to_device_images(lb["image"], ctx),
                 lb["mask"].to(ctx.device, non_blocking=True).float(),
-                *unlabeled_inputs(next(u_stream) if u_stream else None, ctx),
+                *unlabeled_inputs(ub, ctx),
+                t_l=task_tensor(lb, ctx),
+                t_u=task_tensor(ub, ctx),
             )
             epoch_f = epoch + i / steps
             lam = lam_schedule(epoch_f)
@@ -462,9 +533,7 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
                 bar.set_postfix(loss=f"{loss.item():.4f}", lam=f"{lam:.3g}", refresh=False)
         scheduler.step()  # once after each epoch, without an argument (§9: no off-by-one)
 
-        val = summarize(
-            evaluate_segmentation(method.eval_model(), val_loader, ctx.device, amp_dtype)
-        )
+        val, val_tasks = evaluate(val_loaders)
         score = val[SELECTION_METRIC]["mean"]
         stopper.update(score, epoch)
         means = {k: reduce_mean(v, ctx) for k, v in meter.means().items()}
@@ -477,12 +546,13 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
                 "lr": lr,
                 **means,
                 **{f"val_{k}": v["mean"] for k, v in val.items()},
+                **(task_columns(val_tasks, "val_") if val_tasks else {}),
                 "best_epoch": stopper.best_epoch,
                 **diag,
             },
             stopper,
             step=step,
-            best=partial(best_checkpoint, method, epoch, val, args, means["lambda"]),
+            best=partial(best_checkpoint, method, epoch, val, args, means["lambda"], val_tasks),
             line=f"{terms}  lambda {means['lambda']:.4g} | val dice {score:.4f}"
             + "".join(f" | {k[5:]} {v:.3f}" for k, v in diag.items() if k.endswith("_dice")),
             **components,
@@ -493,10 +563,13 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
     # The single test of the selected model.
     barrier(ctx)
     best_state = load_checkpoint(run.best, map_location=ctx.device)
-    model = method.eval_model()
-    model.load_state_dict(best_state["model"])
-    test_loader = eval_loader(args.labeled_test_csv, args, ctx)
-    test = summarize(evaluate_segmentation(model, test_loader, ctx.device, amp_dtype))
+    method.eval_model().load_state_dict(best_state["model"])
+    if tasks is None:
+        test_loaders = {"": eval_loader(args.labeled_test_csv, args, ctx)}
+    else:
+        test_loaders = task_eval_loaders(tasks, "test", args, ctx, eval_loader)
+    test, test_tasks = evaluate(test_loaders)
+    num_test = sum(len(v.dataset) for v in test_loaders.values())
     if ctx.is_main:
         results = {
             "method": method_cls.name,
@@ -511,16 +584,30 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
             "lambda_at_best": best_state.get("lambda"),
             "val": best_state["val"],
             "test": test,
-            "num_test_images": len(test_loader.dataset),
+            "num_test_images": num_test,
         }
+        if test_tasks is not None:
+            # one entry per task, its own prompt; "test" above is their mean (§11)
+            results["tasks"] = {
+                t.name: {
+                    "test": test_tasks[t.name],
+                    "val": best_state.get("val_tasks", {}).get(t.name),
+                    "num_test_images": len(test_loaders[t.name].dataset),
+                }
+                for t in tasks
+            }
         write_json(results, run.dir / "results.json")
         if heldout is not None:
             plot_diagnostics(run.dir / "summary.csv", run.dir / "diagnostics.png")
         if not args.keep_latest:
             # Only resuming needs it (optimiser, EMA, RNG): hundreds of MB per finished run.
             run.latest.unlink(missing_ok=True)
+        for name, summary in (test_tasks or {}).items():
+            print(f"test {name}: {format_summary(summary)}", flush=True)
         print(
-            f"test ({len(test_loader.dataset)} images, best epoch {stopper.best_epoch + 1}, "
+            f"test ({num_test} images"
+            + (f", mean +- std over {len(test_tasks)} tasks" if test_tasks else "")
+            + f", best epoch {stopper.best_epoch + 1}, "
             f"lambda {results['lambda_at_best'] or 0.0:.4g}): "
             f"{format_summary(test)}",
             flush=True,
@@ -529,16 +616,53 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
 
 
 def best_checkpoint(
-    method: SSLMethod, epoch: int, val: dict, args: argparse.Namespace, lam: float
+    method: SSLMethod,
+    epoch: int,
+    val: dict,
+    args: argparse.Namespace,
+    lam: float,
+    val_tasks: dict | None = None,
 ) -> dict[str, Any]:
-    """best.pth: the selected network's weights, its epoch, lambda and validation scores."""
-    return {
+    """best.pth: the selected network's weights, its epoch, lambda and validation scores
+    (and each task's, in a multi-task run)."""
+    state = {
         "model": method.eval_model().state_dict(),
         "epoch": epoch,
         "lambda": float(lam),
         "val": plain(val),
         "args": plain(vars(args)),
     }
+    if val_tasks is not None:
+        state["val_tasks"] = plain(val_tasks)
+    return state
+
+
+def quality_scorer(args: argparse.Namespace, tasks: list | None, ctx: DistContext) -> Any:
+    """The frozen g_phi: --mq_checkpoint; in a multi-task run one for every task, or one per
+    task when the task table has an mq_checkpoint column (§11)."""
+
+    def load(path) -> QualityScorer:
+        return QualityScorer(path, ctx.device, args.image_size, args.mq_resize)
+
+    if tasks is None:
+        return load(args.mq_checkpoint)
+    own = [t.mq_checkpoint for t in tasks]
+    if all(own):
+        if args.mq_checkpoint:
+            print("notice: the task table names a g_phi per task; --mq_checkpoint is ignored")
+        return TaskQuality([load(p) for p in own])
+    if any(own):
+        missing = [t.name for t in tasks if not t.mq_checkpoint]
+        raise SystemExit(
+            f"error: {args.task_table} names a g_phi (mq_checkpoint) for some tasks but not "
+            f"for {missing}: give every task one, or none and pass --mq_checkpoint"
+        )
+    if not args.mq_checkpoint:
+        raise SystemExit(
+            f"error: {args.method} needs g_phi: pass --mq_checkpoint (one for every task) or "
+            f"give {args.task_table} an mq_checkpoint column (one per task)"
+        )
+    return TaskQuality([load(args.mq_checkpoint)])
 
 
 def main(argv: list[str] | None = None) -> Path:

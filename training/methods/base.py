@@ -169,6 +169,8 @@ class SSLMethod:
     # registry (`MULTITASK_METHODS`): the single-data-set scripts and tables skip them.
     multitask: ClassVar[bool] = False
     prompted: ClassVar[bool] = False
+    # The optimiser's betas unless --betas is given (AdamW's own; VerSemi's Adam differs).
+    adam_betas: ClassVar[tuple[float, float]] = (0.9, 0.999)
 
     @classmethod
     def own_flags(cls) -> list[str]:

@@ -60,6 +60,7 @@ class MultiTaskMethod(SSLMethod):
         "--lambda_qar": "LAMBDA_QAR_VERSEMI",
     }
     bn_forward_choices = ("mixed",)  # no concatenated forward to choose for: one mode
+    adam_betas = (0.5, 0.999)  # VerSemi's Adam (lr 1e-3: the driver's LR)
 
     def __init__(self, args: argparse.Namespace, networks: list[nn.Module], quality=None):
         super().__init__(args, networks, quality)
