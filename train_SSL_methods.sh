@@ -18,10 +18,13 @@ TRAIN_CSV="${TRAIN_CSV:-./prepare_datasets/demo_data/train.csv}"
 VAL_CSV="${VAL_CSV:-./prepare_datasets/demo_data/val.csv}"
 TEST_CSV="${TEST_CSV:-./prepare_datasets/demo_data/test.csv}"
 UNLABELED_CSV_5K="${UNLABELED_CSV_5K:-./prepare_datasets/demo_data/unlabeled.csv}"
+# A task table (several data sets; docs/METHOD.md §11) instead of the four CSVs: the
+# methods are then the multi-task ones (VerSemi, Pooled). train_versemi.sh sets it.
+TASK_TABLE="${TASK_TABLE:-}"
 
 # shellcheck source=training/script_helpers.sh
 source ./training/script_helpers.sh
-check_demo_consistency TRAIN_CSV VAL_CSV TEST_CSV UNLABELED_CSV_5K
+[[ -n "$TASK_TABLE" ]] || check_demo_consistency TRAIN_CSV VAL_CSV TEST_CSV UNLABELED_CSV_5K
 
 # ---- CPU profile of the built-in demo (only applies when DATASET=demo) -----------------
 # 64 px f_theta (g_phi, trained at 128 px by train_mq.sh, sees inputs resized to 128),
@@ -54,6 +57,7 @@ BATCH_SIZE_LABELED="${BATCH_SIZE_LABELED:-32}"
 BATCH_SIZE_UNLABELED="${BATCH_SIZE_UNLABELED:-64}"
 LR="${LR:-1e-4}"
 WEIGHT_DECAY="${WEIGHT_DECAY:-1e-4}"
+BETAS="${BETAS:-}"                                    # AdamW's betas; empty: the method's own
 IMAGE_SIZE="${IMAGE_SIZE:-224}"
 MIXED_PRECISION="${MIXED_PRECISION:-fp16}"            # fp16 (CUDA only) | bf16 (CUDA or a CPU) | no
 GRAD_CLIP="${GRAD_CLIP:-1.0}"
@@ -106,7 +110,7 @@ set +a
 
 # ---------------------------------------------------------------------------------------
 # The names, acronyms and needs of methods and models come from their Python tables.
-METHOD_TABLE="$("$PYTHON" -m training.methods --list)"
+METHOD_TABLE="$("$PYTHON" -m training.methods --list ${TASK_TABLE:+--multitask})"
 SEG_MODEL_TABLE="$("$PYTHON" -m models.seg_models --list)"
 table_field() {  # table_field TABLE NAME COLUMN: COLUMN of NAME's row (fails if no row)
   printf '%s\n' "$1" | awk -F '\t' -v n="$2" -v c="$3" '$1 == n { print $c; found = 1 } END { exit !found }'
@@ -118,7 +122,8 @@ SEG_MODELS="${SEG_MODELS:-$ALL_SEG_MODELS}"
 
 for m in $METHODS; do
   table_field "$METHOD_TABLE" "$m" 2 >/dev/null || { echo "error: unknown method '$m'; valid: $ALL_METHODS" >&2; exit 1; }
-  if [[ "$(table_field "$METHOD_TABLE" "$m" 3)" == 1 && ! -f "$MQ_CHECKPOINT" ]]; then
+  # (a task table may name a g_phi per task instead: train_semisup checks it)
+  if [[ "$(table_field "$METHOD_TABLE" "$m" 3)" == 1 && -z "$TASK_TABLE" && ! -f "$MQ_CHECKPOINT" ]]; then
     echo "error: $m needs g_phi but MQ_CHECKPOINT=$MQ_CHECKPOINT does not exist (run 'bash train_mq.sh' first)" >&2
     exit 1
   fi
@@ -140,12 +145,15 @@ mkdir -p "$LOG_DIR/methods"
 for SEG_MODEL in $SEG_MODELS; do
   SEG_ACRONYM="$(table_field "$SEG_MODEL_TABLE" "$SEG_MODEL" 2)"
   BASE_EXPERIMENT_NAME="${DATASET}_${SEG_ACRONYM}_${EPOCHS}_${PATIENCE}_${BATCH_SIZE_LABELED}_${BATCH_SIZE_UNLABELED}_${LR}_${WEIGHT_DECAY}_${EMA_DECAY}_${SEED}"
+  if [[ -n "$TASK_TABLE" ]]; then
+    DATA_ARGS=(--task_table "$TASK_TABLE")
+  else
+    DATA_ARGS=(--labeled_train_csv "$TRAIN_CSV" --labeled_val_csv "$VAL_CSV"
+               --labeled_test_csv "$TEST_CSV" --unlabeled_csv "$UNLABELED_CSV_5K")
+  fi
   COMMON_ARGS=(
     --dataset "$DATASET"
-    --labeled_train_csv "$TRAIN_CSV"
-    --labeled_val_csv "$VAL_CSV"
-    --labeled_test_csv "$TEST_CSV"
-    --unlabeled_csv "$UNLABELED_CSV_5K"
+    "${DATA_ARGS[@]}"
     --seg_model "$SEG_MODEL"
     --encoder_weights "$ENCODER_WEIGHTS"
     --epochs "$EPOCHS"
@@ -172,6 +180,8 @@ for SEG_MODEL in $SEG_MODELS; do
   fi
   # shellcheck disable=SC2206  # a list of integers
   [[ -n "$DECODER_CHANNELS" && "$TAKES" == *,decoder_channels,* ]] && COMMON_ARGS+=(--decoder_channels $DECODER_CHANNELS)
+  # shellcheck disable=SC2206  # two numbers
+  [[ -n "$BETAS" ]] && COMMON_ARGS+=(--betas $BETAS)
   [[ "$MQ_RESIZE" == "true" ]] && COMMON_ARGS+=(--mq_resize)
   [[ "$RESUME" == "true" ]] && COMMON_ARGS+=(--resume)
 
@@ -182,7 +192,7 @@ for SEG_MODEL in $SEG_MODELS; do
     # The method's own flags: only those whose setting above is not empty.
     METHOD_ARGS=()
     while IFS= read -r a; do METHOD_ARGS+=("$a"); done < <("$PYTHON" -m training.methods --script_args "$METHOD")
-    if [[ "$(table_field "$METHOD_TABLE" "$METHOD" 3)" == 1 ]]; then
+    if [[ "$(table_field "$METHOD_TABLE" "$METHOD" 3)" == 1 ]] && [[ -z "$TASK_TABLE" || -f "$MQ_CHECKPOINT" ]]; then
       METHOD_ARGS+=(--mq_checkpoint "$MQ_CHECKPOINT")
     fi
     # ${A[@]+"${A[@]}"}: an empty array under `set -u` on bash < 4.4

@@ -140,3 +140,59 @@ def test_the_three_scripts_chain_on_a_tiny_data_set(tiny_demo, tmp_path):
     record = json.loads(next((out / "methods").glob("QAR_*/args.json")).read_text())
     assert record["args"]["lambda_final"] == 0.01 and record["args"]["encoder"] == "resnet18"
     assert Path(record["args"]["mq_checkpoint"]) == checkpoint
+
+
+@pytest.mark.slow
+def test_train_versemi_runs_a_task_table_with_a_g_phi_per_task(tiny_demo, tmp_path):
+    """train_versemi.sh on a two-task table: one g_phi per task (named in a table copy),
+    SUP on each task alone, VerSemi-QW over both, one results table per task."""
+    d = tiny_demo
+    table = tmp_path / "tasks.csv"
+    table.write_text(
+        "name,labeled_csv,unlabeled_csv,val_csv,test_csv\n"
+        f"one,{d['train']},{d['unlabeled']},{d['val']},{d['test']}\n"
+        f"two,{d['train']},{d['unlabeled']},{d['val']},{d['test']}\n"
+    )
+    out = tmp_path / "versemi"
+    proc = run_script(
+        "train_versemi.sh",
+        {
+            "TASK_TABLE": str(table),
+            "NAME": "tiny2",
+            "MQ_MODE": "per_task",
+            "METHODS_PER_TASK": "supervised",
+            "METHODS_MULTITASK": "versemi_quality",
+            "IMAGE_SIZE": "64",
+            "EPOCHS": "2",
+            "STAGE2_EPOCH": "1",
+            "SEG_ENCODER": "resnet18",
+            "ENCODER_WEIGHTS": "none",
+            "DECODER_CHANNELS": "16 8 8 8 8",
+            "BATCH_SIZE_LABELED": "4",
+            "BATCH_SIZE_UNLABELED": "4",
+            "NUM_WORKERS": "0",
+            "MIXED_PRECISION": "no",
+            "MQ_EPOCHS": "1",
+            "MQ_BACKBONE": "test_resnet",
+            "MQ_PRETRAINED": "false",
+            "MQ_USE_WEAK_MODELS": "false",
+            "MQ_SAMPLES_PER_IMAGE": "2",
+            "SAMPLES_PER_IMAGE_VAL": "2",
+            "MQ_OUTPUT_DIR": str(tmp_path / "mq"),
+            "OUTPUT_DIR": str(out),
+            "LOG_DIR": str(tmp_path / "logs"),
+        },
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sorted(p.parent.name for p in (tmp_path / "mq").glob("*/best.pth")) == [
+        "mq_tiny2_one",
+        "mq_tiny2_two",
+    ]
+    copy = (out / "tasks_per_task_gphi.csv").read_text().splitlines()
+    assert copy[0].endswith(",mq_checkpoint") and copy[2].endswith("mq_tiny2_two/best.pth")
+    results = json.loads(next((out / "multitask").glob("VerSemi-QW_*/results.json")).read_text())
+    assert set(results["tasks"]) == {"one", "two"}
+    table_md = (out / "results_table.md").read_text()
+    assert "### one" in table_md and "### two" in table_md
+    # a row in each task's score table and in its selected-epoch table
+    assert table_md.count("| VerSemi-QW |") == 4 and table_md.count("| SUP |") == 4
