@@ -33,6 +33,24 @@ def torchrun(script: str, args: list[str], nproc: int = 2, timeout: int = 900):
     )
 
 
+def write_tiny_gphi(folder: Path, image_size: int) -> Path:
+    """A tiny untrained g_phi (timm's test_resnet) saved as a Phase 1 checkpoint trained
+    "at" `image_size` px: what Phase 2 loads, at a fraction of the cost."""
+    from data.vqm_generator import VQMConfig
+    from models.quality_predictor import (
+        QualityPredictor,
+        QualityPredictorConfig,
+        quality_checkpoint,
+    )
+
+    torch.manual_seed(0)
+    model = QualityPredictor(QualityPredictorConfig(backbone="test_resnet"))
+    path = Path(folder) / "g_phi.pth"
+    checkpoint = quality_checkpoint(model, image_size=image_size, vqm_config=VQMConfig().to_dict())
+    torch.save(checkpoint, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> dict[str, Path]:
     """A tiny demo set (64 px): 12 train, 4 val, 4 test, 8 unlabeled images."""

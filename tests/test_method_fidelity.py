@@ -11,8 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from data.vqm_generator import VQMConfig
-from models.quality_predictor import QualityPredictor, QualityPredictorConfig, quality_checkpoint
+from tests.conftest import write_tiny_gphi
 from tests.test_methods import ACTIVE, SIZE, make_batch, make_method, method_args, tiny_net
 from training.methods.base import METHODS
 from training.methods.contrastive import Contrastive, ContrastiveQuality
@@ -26,11 +25,7 @@ from training.precision import clip_and_step, make_grad_scaler
 @pytest.fixture(scope="module")
 def g_phi_path(tmp_path_factory):
     """A tiny untrained g_phi checkpoint trained "at" SIZE px."""
-    torch.manual_seed(0)
-    model = QualityPredictor(QualityPredictorConfig(backbone="test_resnet"))
-    path = tmp_path_factory.mktemp("g_phi") / "g_phi.pth"
-    torch.save(quality_checkpoint(model, image_size=SIZE, vqm_config=VQMConfig().to_dict()), path)
-    return path
+    return write_tiny_gphi(tmp_path_factory.mktemp("g_phi"), SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,8 @@ import pytest
 import torch
 
 import training.methods  # noqa: F401 - registers every method
-from data.vqm_generator import VQMConfig
-from models.quality_predictor import QualityPredictor, QualityPredictorConfig, quality_checkpoint
 from models.seg_models import create_seg_model
+from tests.conftest import write_tiny_gphi
 from training import train_semisup
 from training.losses import consistency_loss
 from training.methods.base import METHODS, Batch, FeatureNet, SSLMethod, StepInfo, get_method
@@ -108,10 +107,7 @@ def method_args(cls: type[SSLMethod], *argv: str) -> argparse.Namespace:
 @pytest.fixture(scope="module")
 def scorer(tmp_path_factory) -> QualityScorer:
     """A real (untrained, tiny) g_phi written as a Phase 1 checkpoint and loaded frozen."""
-    torch.manual_seed(0)
-    model = QualityPredictor(QualityPredictorConfig(backbone="test_resnet"))
-    path = tmp_path_factory.mktemp("g_phi") / "g_phi.pth"
-    torch.save(quality_checkpoint(model, image_size=SIZE, vqm_config=VQMConfig().to_dict()), path)
+    path = write_tiny_gphi(tmp_path_factory.mktemp("g_phi"), SIZE)
     return QualityScorer(path, torch.device("cpu"), image_size=SIZE)
 
 

@@ -8,9 +8,7 @@ import json
 import pytest
 import torch
 
-from data.vqm_generator import VQMConfig
-from models.quality_predictor import QualityPredictor, QualityPredictorConfig, quality_checkpoint
-from tests.conftest import torchrun
+from tests.conftest import torchrun, write_tiny_gphi
 from training import train_semisup
 from training.engine import EarlyStopping
 
@@ -20,11 +18,7 @@ DEMO_KEYS = ("train", "val", "test", "unlabeled")
 @pytest.fixture(scope="module")
 def gphi_ckpt(tmp_path_factory):
     """A tiny g_phi checkpoint at 64 px (random weights; the loop only needs its format)."""
-    torch.manual_seed(0)
-    model = QualityPredictor(QualityPredictorConfig(backbone="test_resnet"))
-    path = tmp_path_factory.mktemp("gphi") / "best.pth"
-    torch.save(quality_checkpoint(model, image_size=64, vqm_config=VQMConfig().to_dict()), path)
-    return path
+    return write_tiny_gphi(tmp_path_factory.mktemp("gphi"), 64)
 
 
 def ssl_args(tiny_demo, out, method, *extra, name=None):

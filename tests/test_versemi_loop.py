@@ -8,10 +8,8 @@ import csv
 import json
 
 import pytest
-import torch
 
-from data.vqm_generator import VQMConfig
-from models.quality_predictor import QualityPredictor, QualityPredictorConfig, quality_checkpoint
+from tests.conftest import write_tiny_gphi
 from training import train_semisup
 
 
@@ -30,11 +28,7 @@ def task_table(tiny_demo, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gphi(tmp_path_factory):
-    torch.manual_seed(0)
-    model = QualityPredictor(QualityPredictorConfig(backbone="test_resnet"))
-    path = tmp_path_factory.mktemp("gphi") / "best.pth"
-    torch.save(quality_checkpoint(model, image_size=64, vqm_config=VQMConfig().to_dict()), path)
-    return path
+    return write_tiny_gphi(tmp_path_factory.mktemp("gphi"), 64)
 
 
 def args_for(table, out, method, *extra):

@@ -11,10 +11,9 @@ import math
 import pytest
 import torch
 
-from data.vqm_generator import VQMConfig
-from models.quality_predictor import QualityPredictor, QualityPredictorConfig, quality_checkpoint
 from models.seg_models import create_seg_model
 from models.versemi import FixedPrompt, PromptedSegNet
+from tests.conftest import write_tiny_gphi
 from training.methods import METHODS, MULTITASK_METHODS, Batch, StepInfo, get_method
 from training.methods.quality import QualityScorer
 from training.methods.versemi import TaskQuality
@@ -83,10 +82,7 @@ def multitask_batch(seed: int = 0) -> Batch:
 @pytest.fixture(scope="module")
 def quality(tmp_path_factory):
     """A real (untrained, tiny) g_phi, frozen, as the multi-task loop wraps it."""
-    torch.manual_seed(0)
-    model = QualityPredictor(QualityPredictorConfig(backbone="test_resnet"))
-    path = tmp_path_factory.mktemp("g_phi") / "g_phi.pth"
-    torch.save(quality_checkpoint(model, image_size=SIZE, vqm_config=VQMConfig().to_dict()), path)
+    path = write_tiny_gphi(tmp_path_factory.mktemp("g_phi"), SIZE)
     return TaskQuality([QualityScorer(path, torch.device("cpu"), image_size=SIZE)])
 
 
