@@ -176,6 +176,8 @@ for SEG_MODEL in $SEG_MODELS; do
   TAKES=",$(table_field "$SEG_MODEL_TABLE" "$SEG_MODEL" 3),"
   [[ "$TAKES" == *,encoder,* ]] && COMMON_ARGS+=(--encoder "$SEG_ENCODER")
   if [[ "$TAKES" == *,swin_pretrained_path,* && "$ENCODER_WEIGHTS" != "none" ]]; then
+    # Swin-UNet has no smp encoder: a weights file meant for one does not fit it.
+    [[ "$ENCODER_WEIGHTS" != "imagenet" ]] && echo "notice: $SEG_ACRONYM loads SWIN_PRETRAINED_PATH=$SWIN_PRETRAINED_PATH, not ENCODER_WEIGHTS=$ENCODER_WEIGHTS (a CNN encoder's file)" >&2
     COMMON_ARGS+=(--swin_pretrained_path "$SWIN_PRETRAINED_PATH")
   fi
   # shellcheck disable=SC2206  # a list of integers

@@ -196,3 +196,25 @@ def test_train_versemi_runs_a_task_table_with_a_g_phi_per_task(tiny_demo, tmp_pa
     assert "### one" in table_md and "### two" in table_md
     # a row in each task's score table and in its selected-epoch table
     assert table_md.count("| VerSemi-QW |") == 4 and table_md.count("| SUP |") == 4
+
+
+def test_swin_unet_says_it_ignores_a_cnn_encoder_weights_file(tmp_path):
+    weights = tmp_path / "lite0.pth"
+    weights.write_bytes(b"")
+    proc = run_script(
+        "train_SSL_methods.sh",
+        {
+            "METHODS": "supervised",
+            "SEG_MODELS": "swinunet",
+            "ENCODER_WEIGHTS": str(weights),
+            "SWIN_PRETRAINED_PATH": str(tmp_path / "no_swin.pth"),
+            "LOG_DIR": str(tmp_path / "logs"),
+            "OUTPUT_DIR": str(tmp_path / "out"),
+        },
+        timeout=120,
+    )
+    assert f"not ENCODER_WEIGHTS={weights}" in proc.stderr, proc.stderr
+    assert (
+        proc.returncode != 0
+        and "no_swin.pth' (--swin_pretrained_path) does not exist" in proc.stderr
+    )
