@@ -289,3 +289,31 @@ def test_task_table_names_each_tasks_g_phi(tmp_path, tiny_demo):
     path.write_text(path.read_text().replace(str(ckpt), str(tmp_path / "none.pth")))
     with pytest.raises(DataError, match=r"row 2: mq_checkpoint .*none.pth does not exist"):
         load_task_table(path)
+
+
+def test_cutmix_labels_move_with_the_pasted_image():
+    """An oracle that segments exactly what each prompt should see in the mixed image
+    (all of y_mix for the synthetic task, each task's own part in its own region) makes
+    every paste term vanish: the labels were pasted with the same box as the images."""
+    from training.versemi_losses import paste, stage1_loss
+
+    x, y, tasks, box = loss_batch()
+    partner = different_task_partner(tasks)
+    y_mix = paste(y, y[partner], box)
+    mixed = paste(x, x[partner], box)
+
+    class Oracle(torch.nn.Module):
+        def forward(self, xi, ti):
+            if ti.dim() == 1:  # the clean labeled images under their own prompts
+                return 40.0 * (2 * y - 1)
+            assert torch.equal(xi, mixed)
+            wanted = torch.stack([y_mix, y * (1 - box), y[partner] * box])
+            return 40.0 * (2 * wanted - 1)
+
+    _, terms = stage1_loss(Oracle(), x, y, tasks, box, partner, synthetic=2)
+    assert float(terms["loss_syn"]) < 1e-3 and float(terms["loss_paste"]) < 1e-3
+    shifted = torch.roll(box, 7, dims=-1)  # labels pasted with another box than the images
+    wrong = torch.stack([paste(y, y[partner], shifted)] * 3)
+    _, bad = stage1_loss(lambda xi, ti: 40.0 * (2 * wrong - 1) if ti.dim() == 2 else
+                         40.0 * (2 * y - 1), x, y, tasks, box, partner, synthetic=2)  # fmt: skip
+    assert float(bad["loss_syn"]) > 0.05
