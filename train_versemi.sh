@@ -40,8 +40,9 @@ if [[ -z "$TASK_TABLE" ]]; then
 fi
 
 # ---- Methods --------------------------------------------------------------------------
-METHODS_PER_TASK="${METHODS_PER_TASK-supervised mean_teacher}"   # each task alone
-METHODS_MULTITASK="${METHODS_MULTITASK-pooled_supervised versemi versemi_quality versemi_qar}"
+# Empty = none; unset = the defaults from the method tables (SUP and MT; every multi-task one).
+METHODS_PER_TASK="${METHODS_PER_TASK-$("$PYTHON" -m training.methods --versemi_baselines)}"
+METHODS_MULTITASK="${METHODS_MULTITASK-$("$PYTHON" -m training.methods --list --multitask | cut -f1 | tr '\n' ' ')}"
 SEEDS="${SEEDS:-42}"
 
 # ---- f_theta (docs/METHOD.md §4, §11) --------------------------------------------------

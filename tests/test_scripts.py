@@ -214,7 +214,6 @@ def test_swin_unet_says_it_ignores_a_cnn_encoder_weights_file(tmp_path):
         timeout=120,
     )
     assert f"not ENCODER_WEIGHTS={weights}" in proc.stderr, proc.stderr
-    assert (
-        proc.returncode != 0
-        and "no_swin.pth' (--swin_pretrained_path) does not exist" in proc.stderr
-    )
+    # and the missing Swin file is refused before training (the run's output goes to stdout)
+    assert proc.returncode != 0
+    assert "no_swin.pth' (--swin_pretrained_path) does not exist" in proc.stdout, proc.stdout

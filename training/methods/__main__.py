@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # runnable by path
 
 from training.methods import METHODS, MULTITASK_METHODS, get_method
+from training.methods.versemi import PER_TASK_BASELINES
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,8 +28,16 @@ def main(argv: list[str] | None = None) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--list", action="store_true", help="the method table")
     g.add_argument("--script_args", metavar="METHOD", help="a method's flags from the environment")
+    g.add_argument(
+        "--versemi_baselines",
+        action="store_true",
+        help="the single-data-set methods VerSemi's comparison trains on each task alone",
+    )
     p.add_argument("--multitask", action="store_true", help="--list the multi-task methods")
     args = p.parse_args(argv)
+    if args.versemi_baselines:
+        print(" ".join(PER_TASK_BASELINES))
+        return
     if args.list:
         for cls in (MULTITASK_METHODS if args.multitask else METHODS).values():
             lam = " ".join(f"{v:g}" for v in cls.lambda_defaults)

@@ -45,6 +45,8 @@ from training.versemi_losses import aggregate, prompts, stage1_loss, stage2_term
 STAGE_LAMBDA = (0.0, 1.0, 100.0, 0.0)
 STAGE1_BOX = 2 / 3  # r of stage 1's cross-task CutMix (VerSemi's code)
 STAGE2_BOX = (0.3, 0.6)  # r ~ U(0.3, 0.6) in stage 2
+# VerSemi's paper compares with each task trained alone, supervised and semi-supervised.
+PER_TASK_BASELINES = ("supervised", "mean_teacher")
 
 
 class MultiTaskMethod(SSLMethod):
