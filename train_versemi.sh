@@ -42,7 +42,8 @@ fi
 # ---- Methods --------------------------------------------------------------------------
 # Empty = none; unset = the defaults from the method tables (SUP and MT; every multi-task one).
 METHODS_PER_TASK="${METHODS_PER_TASK-$("$PYTHON" -m training.methods --versemi_baselines)}"
-METHODS_MULTITASK="${METHODS_MULTITASK-$("$PYTHON" -m training.methods --list --multitask | cut -f1 | tr '\n' ' ')}"
+MULTITASK_TABLE="$("$PYTHON" -m training.methods --list --multitask)"  # name, acronym, g_phi, ...
+METHODS_MULTITASK="${METHODS_MULTITASK-$(printf '%s\n' "$MULTITASK_TABLE" | cut -f1 | tr '\n' ' ')}"
 SEEDS="${SEEDS:-42}"
 
 # ---- f_theta (docs/METHOD.md §4, §11) --------------------------------------------------
@@ -94,7 +95,7 @@ train_gphi() {  # train_gphi NAME TRAIN VAL TEST: a g_phi run of train_mq.sh (re
 
 needs_gphi=false
 for m in $METHODS_MULTITASK; do
-  [[ "$("$PYTHON" -m training.methods --list --multitask | awk -F '\t' -v n="$m" '$1 == n { print $3 }')" == 1 ]] && needs_gphi=true
+  [[ "$(printf '%s\n' "$MULTITASK_TABLE" | awk -F '\t' -v n="$m" '$1 == n { print $3 }')" == 1 ]] && needs_gphi=true
 done
 MQ_CHECKPOINT=""
 MULTI_TABLE="$TASK_TABLE"

@@ -11,7 +11,7 @@ import pytest
 
 from models.seg_models import SEG_MODELS
 from tests.conftest import REPO
-from training.methods import METHODS, MULTITASK_METHODS
+from training.methods import METHODS, every_method
 
 # Documentation tables of the form `| name, name | ACR, ACR | ... |`.
 DOC_TABLES = ("training/methods/__init__.py", "docs/METHOD.md")
@@ -30,14 +30,13 @@ def documented_pairs(text: str) -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize("doc", DOC_TABLES)
 def test_documented_method_tables_match_the_registry(doc):
-    every = {**METHODS, **MULTITASK_METHODS}
-    registry = {(name, cls.acronym) for name, cls in every.items()}
+    registry = {(name, cls.acronym) for name, cls in every_method().items()}
     assert documented_pairs((REPO / doc).read_text()) == registry
 
 
 def test_bash_scripts_keep_no_list_of_method_or_model_names():
     """A setting may name one model (the demo profile's), never a list of them."""
-    names = set(METHODS) | set(MULTITASK_METHODS) | {spec.name for spec in SEG_MODELS.values()}
+    names = set(every_method()) | {spec.name for spec in SEG_MODELS.values()}
     for script in REPO.glob("*.sh"):
         for number, line in enumerate(script.read_text().splitlines(), 1):
             named = set(re.findall(r"[a-z_]+", line.split("#", 1)[0])) & names

@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by path
 import numpy as np
 
 from models.seg_models import SEG_MODELS
-from training.methods import METHODS, MULTITASK_METHODS
+from training.methods import every_method
 
 # Rows and columns in the paper's order, from the method registry and the model table.
-ALL_METHODS = {**METHODS, **MULTITASK_METHODS}  # the multi-task ones (VerSemi) after
+ALL_METHODS = every_method()  # the multi-task ones (VerSemi) after
 METHOD_ORDER = tuple(cls.acronym for cls in ALL_METHODS.values())
 METHOD_ACRONYMS = {name: cls.acronym for name, cls in ALL_METHODS.items()}  # old results.json
 MODEL_ORDER = tuple(spec.acronym for spec in SEG_MODELS.values())

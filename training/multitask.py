@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from data.multitask import Task, TaskBalancedBatchSampler, TaskDataset, load_task_table
+from data.multitask import Task, TaskBalancedBatchSampler, TaskDataset
 from data.seg_datasets import LabeledSegDataset, UnlabeledSegDataset
 from models.versemi import FixedPrompt
 from training.distributed import DistContext
@@ -38,10 +38,6 @@ class MultiTaskData:
     unlabeled: TaskDataset | None
     u_loader: DataLoader | None
     u_sampler: TaskBalancedBatchSampler | None
-
-    @property
-    def names(self) -> list[str]:
-        return [t.name for t in self.tasks]
 
 
 def per_task_share(batch_size: int, num_tasks: int, flag: str) -> int:
@@ -70,12 +66,15 @@ def balanced_loader(
 
 
 def build_multitask_data(
-    args: argparse.Namespace, ctx: DistContext, needs_unlabeled: bool, strong_views: int = 0
+    tasks: list[Task],
+    args: argparse.Namespace,
+    ctx: DistContext,
+    needs_unlabeled: bool,
+    strong_views: int = 0,
 ) -> MultiTaskData:
-    """Read `--task_table` and open the labeled and unlabeled task-balanced loaders. The
-    unlabeled images are loaded whenever the table has some, also for a method that does
-    not read them (Pooled), so that its epoch spans as many steps as VerSemi's (§4.2)."""
-    tasks = load_task_table(args.task_table)
+    """Open the task table's labeled and unlabeled task-balanced loaders. The unlabeled
+    images are loaded whenever the table has some, also for a method that does not read
+    them (Pooled), so that its epoch spans as many steps as VerSemi's (§4.2)."""
     labeled = TaskDataset(
         [
             LabeledSegDataset(

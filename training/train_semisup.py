@@ -399,7 +399,9 @@ def train(args: argparse.Namespace, method_cls: type[SSLMethod], ctx: DistContex
     if tasks is not None:
         # A multi-task run (§11): task-balanced batches, validation and test per task.
         args.num_datasets = len(tasks)
-        data = build_multitask_data(args, ctx, method_cls.needs_unlabeled, method_cls.strong_views)
+        data = build_multitask_data(
+            tasks, args, ctx, method_cls.needs_unlabeled, method_cls.strong_views
+        )
         labeled, l_loader, l_sampler = data.labeled, data.l_loader, data.l_sampler
         unlabeled, u_loader, u_sampler = data.unlabeled, data.u_loader, data.u_sampler
         val_loaders = task_eval_loaders(tasks, "val", args, ctx, eval_loader)

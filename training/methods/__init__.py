@@ -43,6 +43,7 @@ from training.methods.base import (
     FeatureNet,
     SSLMethod,
     StepInfo,
+    every_method,
     get_method,
 )
 
@@ -53,5 +54,6 @@ __all__ = [
     "FeatureNet",
     "SSLMethod",
     "StepInfo",
+    "every_method",
     "get_method",
 ]

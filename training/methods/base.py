@@ -407,12 +407,17 @@ METHODS: dict[str, type[SSLMethod]] = {}
 MULTITASK_METHODS: dict[str, type[SSLMethod]] = {}
 
 
+def every_method() -> dict[str, type[SSLMethod]]:
+    """Both registries in table order: the single-data-set methods, then the multi-task ones."""
+    return {**METHODS, **MULTITASK_METHODS}
+
+
 def register(cls: type[SSLMethod]) -> type[SSLMethod]:
     """Class decorator: register a method under its `name`, in table-row order (a
     multi-task one in MULTITASK_METHODS); names, acronyms and rows are unique across both."""
     if not cls.name or not cls.acronym:
         raise ValueError(f"{cls.__name__} needs a name and an acronym")
-    every = {**METHODS, **MULTITASK_METHODS}
+    every = every_method()
     if cls.name in every:
         raise ValueError(f"method {cls.name!r} registered twice")
     clash = [n for n, c in every.items() if c.acronym == cls.acronym or c.row == cls.row]
@@ -430,7 +435,7 @@ def get_method(name: str) -> type[SSLMethod]:
     """Look a method up by name (or acronym); an unknown one lists the valid names."""
     from training import methods as _  # noqa: F401 - importing the package registers all
 
-    every = {**METHODS, **MULTITASK_METHODS}
+    every = every_method()
     if name in every:
         return every[name]
     by_acronym = {cls.acronym.lower(): cls for cls in every.values()}

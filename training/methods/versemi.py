@@ -38,7 +38,7 @@ from training.methods.base import (
     register,
 )
 from training.methods.quality import quality_weights, weight_logs
-from training.versemi_losses import aggregate, prompts, stage1_loss, stage2_terms
+from training.versemi_losses import aggregated_target, stage1_loss, stage2_terms
 
 # The stage switch as a lambda schedule: 0 in stage 1, 1 in stage 2 (epochs; the driver
 # sets the warm-up to half of --epochs, VerSemi's equal stages).
@@ -159,10 +159,7 @@ class VerSemiQW(_QualityLogs, VerSemi):
     quality_columns = ("mean_quality", "kept_fraction")
 
     def stage2_weights(self, batch: Batch, logs: Logs) -> torch.Tensor:
-        with torch.no_grad():
-            like = torch.zeros(len(batch.x_u), dtype=torch.long, device=batch.x_u.device)
-            rows = prompts(*range(self.num_datasets), like=like)
-            target = aggregate(torch.sigmoid(self.student(batch.x_u, rows).float()))
+        target = aggregated_target(self.student, batch.x_u, self.num_datasets)
         hard = (target > 0.5).float()
         q = self.quality(batch.x_u, hard, batch.t_u)
         w = quality_weights(q, self.args.quality_threshold, self.args.quality_temperature)
