@@ -59,7 +59,8 @@ LR="${LR:-1e-4}"
 WEIGHT_DECAY="${WEIGHT_DECAY:-1e-4}"
 BETAS="${BETAS:-}"                                    # AdamW's betas; empty: the method's own
 IMAGE_SIZE="${IMAGE_SIZE:-224}"
-MIXED_PRECISION="${MIXED_PRECISION:-fp16}"            # fp16 (CUDA only) | bf16 (CUDA or a CPU) | no
+MIXED_PRECISION="${MIXED_PRECISION:-auto}"            # auto: fp16 on CUDA, bf16 on a CPU that has it | fp16 | bf16 | no
+COMPILE="${COMPILE:-auto}"                            # torch.compile: auto (CUDA only) | on | off
 GRAD_CLIP="${GRAD_CLIP:-1.0}"
 EMA_DECAY="${EMA_DECAY:-0.999}"
 EMA_WARMUP_STEPS="${EMA_WARMUP_STEPS:-1000}"
@@ -99,6 +100,7 @@ NUM_WORKERS="${NUM_WORKERS:-4}"
 SEED="${SEED:-42}"
 DEVICE="${DEVICE:-auto}"
 NPROC_PER_NODE="${NPROC_PER_NODE:-1}"                 # >1: one process per GPU (torchrun, DDP)
+PARALLEL_RUNS="${PARALLEL_RUNS:-1}"                   # runs side by side (each console log in LOG_DIR)
 PATIENCE="${PATIENCE:-30}"
 OUTPUT_DIR="${OUTPUT_DIR:-./checkpoints/methods/${DATASET}}"
 RUN_NAME="${RUN_NAME:-}"                              # one run's folder name (one method, one model); empty = <ACRONYM>_<settings>
@@ -131,6 +133,7 @@ done
 for s in $SEG_MODELS; do
   table_field "$SEG_MODEL_TABLE" "$s" 2 >/dev/null || { echo "error: unknown model '$s'; valid: $ALL_SEG_MODELS" >&2; exit 1; }
 done
+[[ "$PARALLEL_RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "error: PARALLEL_RUNS must be a whole number >= 1, got '$PARALLEL_RUNS'" >&2; exit 1; }
 if [[ -n "$RUN_NAME" ]] && (( $(wc -w <<<"$METHODS") != 1 || $(wc -w <<<"$SEG_MODELS") != 1 )); then
   echo "error: RUN_NAME=$RUN_NAME names one run: set one method (METHODS) and one model (SEG_MODELS)" >&2
   exit 1
@@ -140,6 +143,37 @@ LAUNCH=("$PYTHON" -u -m)
 if (( NPROC_PER_NODE > 1 )); then
   LAUNCH=(torchrun --standalone --nproc_per_node "$NPROC_PER_NODE" -m)
 fi
+if (( PARALLEL_RUNS > 1 )); then
+  # Runs side by side share the cores (2 one-thread runs beat one two-thread run on 2 cores).
+  : "${OMP_NUM_THREADS:=$(( $(nproc) / PARALLEL_RUNS > 0 ? $(nproc) / PARALLEL_RUNS : 1 ))}"
+  export OMP_NUM_THREADS
+  FAILED_DIR="$(mktemp -d)"
+  trap 'rm -rf "$FAILED_DIR"' EXIT
+  echo "$PARALLEL_RUNS runs side by side, $OMP_NUM_THREADS thread(s) each; console logs in $LOG_DIR/methods"
+fi
+start_side_by_side() {  # start_side_by_side NAME LOG COMMAND...: one run in the background
+  local name="$1" log="$2"
+  shift 2
+  (
+    t0=$SECONDS
+    if "$@" >"$log" 2>&1; then
+      echo "=== finished ${name} in $(( SECONDS - t0 )) s"
+    else
+      echo "=== FAILED ${name} (exit $?; see $log)" >&2
+      touch "$FAILED_DIR/$name"
+    fi
+  ) &
+}
+finish_side_by_side() {  # wait for every background run; fail if one failed
+  (( PARALLEL_RUNS > 1 )) || return 0
+  wait
+  local failed
+  failed="$(ls "$FAILED_DIR")"
+  if [[ -n "$failed" ]]; then
+    echo "error: these runs failed (logs in $LOG_DIR/methods): $(tr '\n' ' ' <<<"$failed")" >&2
+    exit 1
+  fi
+}
 
 mkdir -p "$LOG_DIR/methods"
 for SEG_MODEL in $SEG_MODELS; do
@@ -164,6 +198,7 @@ for SEG_MODEL in $SEG_MODELS; do
     --image_size "$IMAGE_SIZE"
     --grad_clip "$GRAD_CLIP"
     --mixed_precision "$MIXED_PRECISION"
+    --compile "$COMPILE"
     --ema_decay "$EMA_DECAY"
     --ema_warmup_steps "$EMA_WARMUP_STEPS"
     --num_workers "$NUM_WORKERS"
@@ -198,13 +233,18 @@ for SEG_MODEL in $SEG_MODELS; do
       METHOD_ARGS+=(--mq_checkpoint "$MQ_CHECKPOINT")
     fi
     # ${A[@]+"${A[@]}"}: an empty array under `set -u` on bash < 4.4
-    "${LAUNCH[@]}" training.train_semisup \
-      --method "$METHOD" \
-      --experiment_name "$EXPERIMENT_NAME" \
-      "${COMMON_ARGS[@]}" \
-      ${METHOD_ARGS[@]+"${METHOD_ARGS[@]}"} 2>&1 | tee "$LOG_DIR/methods/${EXPERIMENT_NAME}.log"
+    RUN=("${LAUNCH[@]}" training.train_semisup --method "$METHOD" --experiment_name "$EXPERIMENT_NAME"
+         "${COMMON_ARGS[@]}" ${METHOD_ARGS[@]+"${METHOD_ARGS[@]}"})
+    LOG="$LOG_DIR/methods/${EXPERIMENT_NAME}.log"
+    if (( PARALLEL_RUNS > 1 )); then
+      while (( $(jobs -rp | wc -l) >= PARALLEL_RUNS )); do wait -n || true; done
+      start_side_by_side "$EXPERIMENT_NAME" "$LOG" "${RUN[@]}"
+    else
+      "${RUN[@]}" 2>&1 | tee "$LOG"
+    fi
   done
 done
+finish_side_by_side
 
 "$PYTHON" -m training.collect_results --output_dir "$OUTPUT_DIR" \
   --markdown "$OUTPUT_DIR/results_table.md" --csv "$OUTPUT_DIR/results_table.csv"

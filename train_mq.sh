@@ -42,7 +42,8 @@ SAMPLES_PER_IMAGE="${SAMPLES_PER_IMAGE:-50}"         # K
 SAMPLES_PER_IMAGE_VAL="${SAMPLES_PER_IMAGE_VAL:-5}"
 LOSS_FUNC="${LOSS_FUNC:-smoothl1}"                   # smoothl1 | mse
 SCHEDULER="${SCHEDULER:-cosine}"                     # cosine | onecycle
-MIXED_PRECISION="${MIXED_PRECISION:-fp16}"           # fp16 (CUDA only) | bf16 (CUDA or a CPU) | no
+MIXED_PRECISION="${MIXED_PRECISION:-auto}"           # auto: fp16 on CUDA, bf16 on a CPU that has it | fp16 | bf16 | no
+COMPILE="${COMPILE:-auto}"                           # torch.compile: auto (CUDA only) | on | off
 GRAD_CLIP="${GRAD_CLIP:-1.0}"
 PATIENCE="${PATIENCE:-25}"
 
@@ -124,6 +125,7 @@ mkdir -p "$LOG_DIR/mq_train"
   --loss_func "$LOSS_FUNC" \
   --scheduler "$SCHEDULER" \
   --mixed_precision "$MIXED_PRECISION" \
+  --compile "$COMPILE" \
   --grad_clip "$GRAD_CLIP" \
   --identity_prob "$IDENTITY_PROB" \
   --cross_image_prob "$CROSS_IMAGE_PROB" \

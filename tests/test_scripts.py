@@ -59,6 +59,11 @@ def run_script(script: str, env: dict[str, str], timeout: int = 600) -> subproce
             {"METHODS": "ours_qar", "MQ_CHECKPOINT": "/no/gphi.pth"},
             "ours_qar needs g_phi but MQ_CHECKPOINT=/no/gphi.pth does not exist",
         ),
+        (
+            "train_SSL_methods.sh",
+            {"METHODS": "supervised", "PARALLEL_RUNS": "0"},
+            "PARALLEL_RUNS must be a whole number >= 1, got '0'",
+        ),
         ("test_mq.sh", {"CHECKPOINT": "/no/best.pth"}, "g_phi checkpoint not found: /no/best.pth"),
     ],
 )
@@ -129,9 +134,12 @@ def test_the_three_scripts_chain_on_a_tiny_data_set(tiny_demo, tmp_path):
             "LAMBDA_RAMPUP_QAR": "1",
             "MQ_CHECKPOINT": str(checkpoint),
             "OUTPUT_DIR": str(out / "methods"),
+            "PARALLEL_RUNS": "2",  # the two runs side by side, each logging to its file
         },
     )
     assert ssl.returncode == 0, ssl.stdout[-2000:] + ssl.stderr[-2000:]
+    assert ssl.stdout.count("=== finished ") == 2, ssl.stdout
+    assert len(list((tmp_path / "logs" / "methods").glob("*_tiny_UP_*.log"))) == 2
     runs = sorted(p.parent.name for p in (out / "methods").glob("*/results.json"))
     assert [r.split("_")[0] for r in runs] == ["QAR", "SUP"]
     assert all("_tiny_UP_1_30_4_4_" in r for r in runs)
@@ -140,6 +148,28 @@ def test_the_three_scripts_chain_on_a_tiny_data_set(tiny_demo, tmp_path):
     record = json.loads(next((out / "methods").glob("QAR_*/args.json")).read_text())
     assert record["args"]["lambda_final"] == 0.01 and record["args"]["encoder"] == "resnet18"
     assert Path(record["args"]["mq_checkpoint"]) == checkpoint
+
+
+def test_side_by_side_runs_report_a_failed_run_and_fail(tmp_path):
+    """PARALLEL_RUNS > 1: a run that fails in the background fails the script, named."""
+    missing = str(tmp_path / "missing.csv")
+    proc = run_script(
+        "train_SSL_methods.sh",
+        {
+            **dict.fromkeys(("TRAIN_CSV", "VAL_CSV", "TEST_CSV", "UNLABELED_CSV_5K"), missing),
+            "DATASET": "broken",
+            "METHODS": "supervised",
+            "SEG_MODELS": "unetpp",
+            "PARALLEL_RUNS": "2",
+            "LOG_DIR": str(tmp_path / "logs"),
+            "OUTPUT_DIR": str(tmp_path / "methods"),
+        },
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "these runs failed" in proc.stderr and "SUP_broken_UP_" in proc.stderr, proc.stderr
+    log = next((tmp_path / "logs" / "methods").glob("SUP_broken_UP_*.log")).read_text()
+    assert "missing.csv" in log
 
 
 @pytest.mark.slow

@@ -146,12 +146,17 @@ def run_local(expansion: Expansion, parallel: int = 1, gpus: Sequence[str] = ())
     todo1 = [t for t in expansion.phase1 if not t.done]
     todo2 = [t for t in expansion.cells if not t.done]
     progress = Progress([*todo1, *todo2], parallel)
+    # Workers on a CPU split its cores (unless the user set the threads): oversubscribed
+    # threads slow every run down.
+    cpu_share = {}
+    if parallel > 1 and not gpus and "OMP_NUM_THREADS" not in os.environ:
+        cpu_share = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel))}
     failed: list[Task] = []
 
     def work(task: Task) -> None:
         with lock:
             gpu = free.pop(0) if free else None
-        extra = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
+        extra = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else dict(cpu_share)
         start = time.time()
         try:
             rc = run_task(expansion, task, extra)

@@ -7,10 +7,11 @@
 Defaults are the paper's (§3.3): resnet18.a1_in1k (ImageNet weights), AdamW lr 3e-4 / wd
 5e-4, batch 32, 150 epochs, K = 50 VQMs per image per epoch (5 fixed ones per validation
 image), SmoothL1 loss, cosine annealing with warm restarts (T0 10, T_mult 2, eta_min 1e-6)
-stepped per epoch, fp16 autocast on CUDA, gradients clipped to norm 1.0 after unscaling,
-early stop on validation loss with patience 25. The run folder (OUTPUT_DIR/EXPERIMENT_NAME)
-receives args.json, summary.csv, best.pth (lowest validation loss; a self-describing g_phi
-checkpoint, also written as best_model.pth, the release's name) and latest.pth (--resume).
+stepped per epoch, fp16 autocast on CUDA (bf16 on a CPU that has it), gradients clipped to
+norm 1.0 after unscaling, early stop on validation loss with patience 25. The run folder
+(OUTPUT_DIR/EXPERIMENT_NAME) receives args.json, summary.csv, best.pth (lowest validation
+loss; a self-describing g_phi checkpoint, also written as best_model.pth, the release's name)
+and latest.pth (--resume).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from models.quality_predictor import (
     QualityPredictorConfig,
     quality_checkpoint,
 )
+from training.acceleration import add_speed_arguments, maybe_compile
 from training.cli import TRACKING_REASON, add_bool, add_ignored
 from training.distributed import (
     DistContext,
@@ -53,7 +55,6 @@ from training.engine import (
 )
 from training.loaders import prime_persistent, progress, sharded_loader
 from training.precision import (
-    MIXED_PRECISION_CHOICES,
     autocast,
     autocast_dtype,
     clip_and_step,
@@ -141,12 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--t_mult", type=int, default=2, help="cosine warm restarts: period factor")
     o.add_argument("--eta_min", type=float, default=1e-6)
     o.add_argument("--grad_clip", type=float, default=1.0)
-    o.add_argument(
-        "--mixed_precision",
-        choices=MIXED_PRECISION_CHOICES,
-        default="fp16",
-        help="autocast dtype on CUDA (a CPU runs in full precision)",
-    )
+    add_speed_arguments(o)
     o.add_argument("--patience", type=int, default=25, help="early stop on validation loss")
 
     r = p.add_argument_group("run")
@@ -254,7 +250,7 @@ def predict(
         x = quality_input(
             batch["image"].to(ctx.device, non_blocking=True),
             batch["mask"].to(ctx.device, non_blocking=True),
-        )
+        ).contiguous(memory_format=torch.channels_last)
         with autocast(ctx.device, amp_dtype):
             pred = model(x)
         parts["pred"].append(pred.float().cpu().numpy())
@@ -292,9 +288,10 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
         backbone=args.backbone, dropout=args.dropout, init_quality=args.init_quality
     )
     bare = QualityPredictor(model_config, args.pretrained, args.pretrained_path).to(ctx.device)
-    if ctx.device.type == "cuda":
-        bare = bare.to(memory_format=torch.channels_last)
-    model = wrap_ddp(bare, ctx)
+    # Channels-last on every device: tensor cores on CUDA, oneDNN's convolutions on a CPU
+    # (ResNet18 training step at 128 px 1.14x faster in bf16, 1.23x in float32).
+    bare = bare.to(memory_format=torch.channels_last)
+    model = maybe_compile(wrap_ddp(bare, ctx), args.compile, ctx.device, f"g_phi {args.backbone}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler, per_batch = build_scheduler(args, optimizer, len(train_loader))
     amp_dtype = autocast_dtype(args.mixed_precision, ctx.device)
@@ -336,8 +333,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
                 batch["image"].to(ctx.device, non_blocking=True),
                 batch["mask"].to(ctx.device, non_blocking=True),
             )
-            if ctx.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             target = batch["quality"].to(ctx.device, non_blocking=True)
             with autocast(ctx.device, amp_dtype):
                 pred = model(x)

@@ -49,6 +49,7 @@ from models.seg_models import (
     seg_model_acronym,
 )
 from models.versemi import PromptedSegNet
+from training.acceleration import add_speed_arguments, maybe_compile
 from training.cli import TRACKING_REASON, add_ignored
 from training.diagnostics import heldout_dataset, mechanism_diagnostics, plot_diagnostics
 from training.distributed import (
@@ -88,7 +89,6 @@ from training.multitask import (
     task_mean,
 )
 from training.precision import (
-    MIXED_PRECISION_CHOICES,
     autocast,
     autocast_dtype,
     clip_and_step,
@@ -180,7 +180,7 @@ def build_parser(method: type[SSLMethod] | None = None) -> argparse.ArgumentPars
     )
     o.add_argument("--eta_min", type=float, default=1e-6)
     o.add_argument("--grad_clip", type=float, default=1.0)
-    o.add_argument("--mixed_precision", choices=MIXED_PRECISION_CHOICES, default="fp16")
+    add_speed_arguments(o)
     o.add_argument("--patience", type=int, default=30, help="early stop on validation Dice")
     o.add_argument(
         "--patience_from",
@@ -334,7 +334,8 @@ def build_networks(args, method: type[SSLMethod], ctx: DistContext) -> list[torc
         # Channels-last on every device: tensor cores on CUDA, and oneDNN's convolutions on
         # a CPU (U-Net++ forward + backward 9% faster at 64 px).
         net = net.to(ctx.device, memory_format=torch.channels_last)
-        nets.append(wrap_ddp(net, ctx))
+        what = f"f_theta {args.seg_model}" + (f" #{k + 1}" if method.num_networks > 1 else "")
+        nets.append(maybe_compile(wrap_ddp(net, ctx), args.compile, ctx.device, what))
     return nets
 
 
@@ -644,7 +645,7 @@ def quality_scorer(args: argparse.Namespace, tasks: list | None, ctx: DistContex
     task when the task table has an mq_checkpoint column (§11)."""
 
     def load(path) -> QualityScorer:
-        return QualityScorer(path, ctx.device, args.image_size, args.mq_resize)
+        return QualityScorer(path, ctx.device, args.image_size, args.mq_resize, args.compile)
 
     if tasks is None:
         return load(args.mq_checkpoint)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from data.io import IMAGENET_MEAN, IMAGENET_STD
 from models.quality_predictor import load_quality_predictor
+from training.acceleration import maybe_compile
 from training.losses import weighted_sample_mean
 
 
@@ -77,8 +78,13 @@ class QualityScorer:
         device: torch.device,
         image_size: int,
         allow_resize: bool = False,
+        compile: str = "off",
     ) -> None:
         self.model, self.meta = load_quality_predictor(checkpoint, map_location=device)
+        # Channels-last as f_theta's inputs; `forward` may be compiled, `model` stays bare
+        # (its parameters are what the tests compare).
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = maybe_compile(self.model, compile, device, "frozen g_phi")
         self.checkpoint = Path(checkpoint)
         self.size = int(self.meta["image_size"])
         if self.size != image_size and not allow_resize:
@@ -110,10 +116,11 @@ class QualityScorer:
             size = (self.size, self.size)
             images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
         x = torch.cat([images, masks.to(images.dtype)], dim=1)
+        x = x.contiguous(memory_format=torch.channels_last)
         if grad:
-            return self.model(x).float()
+            return self.forward(x).float()
         with torch.no_grad():
-            return self.model(x).float()
+            return self.forward(x).float()
 
     def resize_masks(self, masks: torch.Tensor, hard: bool) -> torch.Tensor:
         """`masks` at g_phi's size: nearest neighbour for hard labels (a bilinear resize
