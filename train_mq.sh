@@ -95,6 +95,8 @@ if [[ "$USE_WEAK_MODELS" == "true" && ! -f "$WEAK_MODEL_DIR/weak_models.json" ]]
     --seed "$SEED" \
     --num_workers "$NUM_WORKERS" \
     --device "$DEVICE" \
+    --mixed_precision "$MIXED_PRECISION" \
+    --compile "$COMPILE" \
     ${WEAK_RESUME[@]+"${WEAK_RESUME[@]}"}
 fi
 

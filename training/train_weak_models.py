@@ -35,9 +35,11 @@ from data.weak_model_corruption import (
     build_weak_model,
     checkpoint_name,
 )
+from training.acceleration import add_speed_arguments, maybe_compile
 from training.distributed import DistContext, resolve_device
 from training.engine import Run, run_main, seed_everything, write_json
 from training.loaders import prime_persistent, progress, sharded_loader
+from training.precision import autocast, autocast_dtype, clip_and_step, make_grad_scaler
 
 
 class _WeakTrainSet(Dataset):
@@ -69,6 +71,8 @@ def train_weak_models(
     num_workers: int = 2,
     device: str = "auto",
     resume: bool = False,
+    mixed_precision: str = "auto",
+    compile: str = "auto",
 ) -> list[Path]:
     """Train one weak U-Net and keep checkpoints at `save_epochs`; returns their paths."""
     bad = [e for e in save_epochs if not 1 <= e <= epochs]
@@ -90,9 +94,13 @@ def train_weak_models(
     )
     ds = _WeakTrainSet(images, masks, seed)
     loader, sampler = sharded_loader(ds, batch_size, num_workers, ctx, True, seed)
-    model = build_weak_model(encoder).to(ctx.device)
+    model = build_weak_model(encoder).to(ctx.device, memory_format=torch.channels_last)
+    forward = maybe_compile(model, compile, ctx.device, "weak U-Net")
+    amp_dtype = autocast_dtype(mixed_precision, ctx.device)
+    scaler = make_grad_scaler(ctx.device, amp_dtype)
     loss_fn = smp.losses.DiceLoss(mode="binary", from_logits=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    # (the fp16 loss scale is not resumed: it re-calibrates within a few steps)
     components = {"model": model, "optimizer": optimizer}
     point = run.resume(**components)
     if point is not None:
@@ -108,6 +116,7 @@ def train_weak_models(
             "batch_size": batch_size,
             "lr": lr,
             "seed": seed,
+            "mixed_precision": mixed_precision,
         }
     )
     t0 = time.time()
@@ -119,11 +128,12 @@ def train_weak_models(
         bar = progress(loader, desc=f"weak model epoch {epoch}/{epochs}")
         for image, mask in bar:
             x = normalize_tensor(image.to(ctx.device, non_blocking=True))
+            x = x.contiguous(memory_format=torch.channels_last)
             y = mask.to(ctx.device, non_blocking=True).float()
-            loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            with autocast(ctx.device, amp_dtype):
+                logits = forward(x)
+            loss = loss_fn(logits.float(), y)
+            clip_and_step(loss, optimizer, scaler, model.parameters(), 0.0)
             running += loss.item()
             bar.set_postfix(dice_loss=f"{loss.item():.3f}", refresh=False)
         dice_loss = running / max(1, len(loader))
@@ -177,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_workers", type=int, default=2)
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cuda or cpu")
     p.add_argument("--resume", action="store_true", help="continue from latest.pth")
+    add_speed_arguments(p)
     return p
 
 
@@ -197,6 +208,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
             a.num_workers,
             a.device,
             a.resume,
+            a.mixed_precision,
+            a.compile,
         )
         print(f"saved {len(saved)} weak-model checkpoints to {a.output_dir}")
         return saved
