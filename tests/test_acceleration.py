@@ -58,7 +58,8 @@ def test_compiled_frozen_g_phi_gives_qar_the_eager_gradient(tmp_path):
     ckpt = write_tiny_gphi(tmp_path, 32)
     eager = QualityScorer(ckpt, CPU, 32)
     compiled = QualityScorer(ckpt, CPU, 32, compile="on")
-    assert compiled.forward is not compiled.model  # the bare model is kept for its parameters
+    assert eager.compiled is None
+    assert compiled.compiled is not None and compiled.compiled is not compiled.model
     g = torch.Generator().manual_seed(0)
     images = torch.randn(3, 3, 32, 32, generator=g)
     grads = []

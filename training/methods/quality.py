@@ -81,10 +81,11 @@ class QualityScorer:
         compile: str = "off",
     ) -> None:
         self.model, self.meta = load_quality_predictor(checkpoint, map_location=device)
-        # Channels-last as f_theta's inputs; `forward` may be compiled, `model` stays bare
-        # (its parameters are what the tests compare).
+        # Channels-last as f_theta's inputs; `compiled` is set only when torch.compile is on,
+        # `model` stays the bare module (its parameters are what the tests compare).
         self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward = maybe_compile(self.model, compile, device, "frozen g_phi")
+        compiled = maybe_compile(self.model, compile, device, "frozen g_phi")
+        self.compiled = None if compiled is self.model else compiled
         self.checkpoint = Path(checkpoint)
         self.size = int(self.meta["image_size"])
         if self.size != image_size and not allow_resize:
@@ -117,10 +118,11 @@ class QualityScorer:
             images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
         x = torch.cat([images, masks.to(images.dtype)], dim=1)
         x = x.contiguous(memory_format=torch.channels_last)
+        net = self.model if self.compiled is None else self.compiled
         if grad:
-            return self.forward(x).float()
+            return net(x).float()
         with torch.no_grad():
-            return self.forward(x).float()
+            return net(x).float()
 
     def resize_masks(self, masks: torch.Tensor, hard: bool) -> torch.Tensor:
         """`masks` at g_phi's size: nearest neighbour for hard labels (a bilinear resize
