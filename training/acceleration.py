@@ -18,9 +18,9 @@ COMPILE_CHOICES = ("auto", "on", "off")
 def compile_enabled(setting: str, device: torch.device) -> bool:
     """Whether --compile SETTING compiles on DEVICE.
 
-    auto: on CUDA only. On a CPU the compile (about 35 s per graph for g_phi's ResNet18,
-    recompiled for evaluation batches) costs more than it saves at the CPU profiles' length:
-    g_phi's bf16 training step is only 1.1x faster compiled (benchmarks/training_speed.py).
+    auto: on CUDA only. On a CPU the compile (about 30 s per graph for g_phi's ResNet18,
+    recompiled for evaluation batches) does not pay: g_phi's bf16 training step ran 0.95x
+    and U-Net++'s 0.93x the eager speed compiled (benchmarks/training_speed.py, README).
     """
     if setting not in COMPILE_CHOICES:
         raise ValueError(f"--compile must be one of {COMPILE_CHOICES}, got {setting!r}")

@@ -20,8 +20,8 @@ def autocast_dtype(mixed_precision: str, device: torch.device) -> torch.dtype | 
     """The autocast dtype for a --mixed_precision setting on a device (None: full precision).
 
     auto (the default): fp16 on CUDA, as the paper trained; bf16 on a CPU with native bf16
-    (g_phi's training step 2.2x, f_theta's 1.9x faster than float32 on an AVX-512 BF16 CPU,
-    with the demo's accuracy unchanged: docs/METHOD.md §9); full precision on other CPUs.
+    (g_phi's training step 2.0x, f_theta's 1.6-2.5x faster than float32 on an AVX-512 BF16
+    CPU, with the demo's accuracy unchanged: README, Speed); full precision on other CPUs.
     fp16 autocast is a CUDA feature: on a CPU fp16 falls back to full precision, while bf16
     runs autocast on a CPU too. Losses and g_phi's sigmoid stay in float32 either way.
     """
