@@ -30,7 +30,7 @@ source ./training/script_helpers.sh
 # 64 px f_theta (g_phi, trained at 128 px by train_mq.sh, sees inputs resized to 128),
 # a ResNet18 encoder with random init and a narrow decoder, a higher learning rate and a
 # 3-epoch schedule whose lambda is fully on from epoch 2.25; two runs side by side, one
-# thread each (1.19x faster than one run on two threads on a 2-core CPU; README, Speed).
+# thread each (1.19x faster than one run on two threads on a 2-core CPU; README, "Built-in demo").
 if [[ "$DATASET" == "demo" ]]; then
   : "${SEG_MODELS:=unetpp}" "${IMAGE_SIZE:=64}" "${EPOCHS:=3}" "${ENCODER_WEIGHTS:=none}"
   : "${SEG_ENCODER:=resnet18}"
