@@ -109,8 +109,10 @@ def test_compiled_g_phi_training_writes_a_bare_checkpoint(tiny_demo, tmp_path):
 def test_compiled_mean_teacher_under_ddp_trains_and_writes_bare_checkpoints(tiny_demo, tmp_path):
     """torchrun with 2 gloo processes and --compile on (torch.compile over DDP): both ranks
     finish, and the student and its EMA teacher are saved under the bare networks' keys."""
-    args = ssl_args(tiny_demo, tmp_path, "mean_teacher", "--compile", "on", "--keep_latest")
-    proc = torchrun("training/train_semisup.py", [*args, "--epochs", "1", "--experiment_name", "d"])
+    extra = ("--compile", "on", "--keep_latest", "--epochs", "1")
+    proc = torchrun(
+        "training/train_semisup.py", ssl_args(tiny_demo, tmp_path, "mean_teacher", *extra, name="d")
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "f_theta unetpp: torch.compile on" in proc.stdout
     latest = torch.load(tmp_path / "d" / "latest.pth", map_location="cpu", weights_only=False)
