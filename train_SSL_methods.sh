@@ -116,9 +116,6 @@ set +a
 # The names, acronyms and needs of methods and models come from their Python tables.
 METHOD_TABLE="$("$PYTHON" -m training.methods --list ${TASK_TABLE:+--multitask})"
 SEG_MODEL_TABLE="$("$PYTHON" -m models.seg_models --list)"
-table_field() {  # table_field TABLE NAME COLUMN: COLUMN of NAME's row (fails if no row)
-  printf '%s\n' "$1" | awk -F '\t' -v n="$2" -v c="$3" '$1 == n { print $c; found = 1 } END { exit !found }'
-}
 ALL_METHODS="$(printf '%s\n' "$METHOD_TABLE" | cut -f1 | tr '\n' ' ')"
 ALL_SEG_MODELS="$(printf '%s\n' "$SEG_MODEL_TABLE" | cut -f1 | tr '\n' ' ')"
 METHODS="${METHODS:-$ALL_METHODS}"

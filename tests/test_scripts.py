@@ -247,3 +247,21 @@ def test_swin_unet_says_it_ignores_a_cnn_encoder_weights_file(tmp_path):
     # and the missing Swin file is refused before training (the run's output goes to stdout)
     assert proc.returncode != 0
     assert "no_swin.pth' (--swin_pretrained_path) does not exist" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("variable", ["METHODS_PER_TASK", "METHODS_MULTITASK"])
+def test_train_versemi_refuses_an_unknown_method_before_training(variable, tmp_path):
+    proc = run_script(
+        "train_versemi.sh",
+        {
+            variable: "supervised nope" if variable == "METHODS_PER_TASK" else "versemi nope",
+            "MQ_OUTPUT_DIR": str(tmp_path / "mq"),
+            "OUTPUT_DIR": str(tmp_path / "versemi"),
+            "LOG_DIR": str(tmp_path / "logs"),
+        },
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert f"{variable}: unknown method 'nope'" in proc.stderr, proc.stderr
+    # refused before g_phi or any run trained: nothing written
+    assert not (tmp_path / "mq").exists() and not (tmp_path / "versemi").exists()

@@ -1,4 +1,4 @@
-# Shared by train_mq.sh and train_SSL_methods.sh (sourced, not run).
+# Shared by train_mq.sh, train_SSL_methods.sh and train_versemi.sh (sourced, not run).
 
 # check_demo_consistency VAR...: the demo's CPU profile belongs to the demo data, so
 # DATASET=demo with your CSVs, or another DATASET with the demo's CSVs, is a mistake that
@@ -15,4 +15,10 @@ check_demo_consistency() {
       exit 1
     fi
   done
+}
+
+# table_field TABLE NAME COLUMN: COLUMN of NAME's row in a tab-separated table printed by
+# `python -m training.methods --list` or `python -m models.seg_models --list` (fails if no row).
+table_field() {
+  printf '%s\n' "$1" | awk -F '\t' -v n="$2" -v c="$3" '$1 == n { print $c; found = 1 } END { exit !found }'
 }
