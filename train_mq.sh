@@ -29,7 +29,7 @@ fi
 
 # ---- g_phi (docs/METHOD.md §3) ------------------------------------------------------------
 BACKBONE="${BACKBONE:-resnet18.a1_in1k}"
-BACKBONE_ACRONYM="${BACKBONE_ACRONYM:-rn18}"
+BACKBONE_ACRONYM="${BACKBONE_ACRONYM:-}"      # short name in messages; empty = BACKBONE
 DROPOUT="${DROPOUT:-0.15}"
 PRETRAINED="${PRETRAINED:-true}"           # ImageNet weights for the backbone
 PRETRAINED_PATH="${PRETRAINED_PATH:-}"      # local weights file; empty = timm's own source
@@ -142,4 +142,4 @@ mkdir -p "$LOG_DIR/mq_train"
   --experiment_name "$EXPERIMENT_NAME" \
   ${EXTRA[@]+"${EXTRA[@]}"} 2>&1 | tee "$LOG_DIR/mq_train/${EXPERIMENT_NAME}.log"
 
-echo "g_phi ($BACKBONE_ACRONYM) trained: ${OUTPUT_DIR}/${EXPERIMENT_NAME}/best.pth"
+echo "g_phi (${BACKBONE_ACRONYM:-$BACKBONE}) trained: ${OUTPUT_DIR}/${EXPERIMENT_NAME}/best.pth"
