@@ -121,16 +121,14 @@ ALL_SEG_MODELS="$(printf '%s\n' "$SEG_MODEL_TABLE" | cut -f1 | tr '\n' ' ')"
 METHODS="${METHODS:-$ALL_METHODS}"
 SEG_MODELS="${SEG_MODELS:-$ALL_SEG_MODELS}"
 
+require_names METHODS method "$METHOD_TABLE"
+require_names SEG_MODELS model "$SEG_MODEL_TABLE"
 for m in $METHODS; do
-  table_field "$METHOD_TABLE" "$m" 2 >/dev/null || { echo "error: unknown method '$m'; valid: $ALL_METHODS" >&2; exit 1; }
   # (a task table may name a g_phi per task instead: train_semisup checks it)
   if [[ "$(table_field "$METHOD_TABLE" "$m" 3)" == 1 && -z "$TASK_TABLE" && ! -f "$MQ_CHECKPOINT" ]]; then
     echo "error: $m needs g_phi but MQ_CHECKPOINT=$MQ_CHECKPOINT does not exist (run 'bash train_mq.sh' first)" >&2
     exit 1
   fi
-done
-for s in $SEG_MODELS; do
-  table_field "$SEG_MODEL_TABLE" "$s" 2 >/dev/null || { echo "error: unknown model '$s'; valid: $ALL_SEG_MODELS" >&2; exit 1; }
 done
 [[ "$PARALLEL_RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "error: PARALLEL_RUNS must be a whole number >= 1, got '$PARALLEL_RUNS'" >&2; exit 1; }
 if [[ -n "$RUN_NAME" ]] && (( $(wc -w <<<"$METHODS") != 1 || $(wc -w <<<"$SEG_MODELS") != 1 )); then

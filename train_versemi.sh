@@ -48,15 +48,8 @@ SEEDS="${SEEDS:-42}"
 # Unknown names are refused here, before g_phi or any per-task run trains.
 # shellcheck source=training/script_helpers.sh
 source ./training/script_helpers.sh
-SINGLE_TASK_TABLE="$("$PYTHON" -m training.methods --list)"
-for m in $METHODS_PER_TASK; do
-  table_field "$SINGLE_TASK_TABLE" "$m" 1 >/dev/null ||
-    { echo "error: METHODS_PER_TASK: unknown method '$m'; valid: $(printf '%s\n' "$SINGLE_TASK_TABLE" | cut -f1 | tr '\n' ' ')" >&2; exit 1; }
-done
-for m in $METHODS_MULTITASK; do
-  table_field "$MULTITASK_TABLE" "$m" 1 >/dev/null ||
-    { echo "error: METHODS_MULTITASK: unknown method '$m'; valid: $(printf '%s\n' "$MULTITASK_TABLE" | cut -f1 | tr '\n' ' ')" >&2; exit 1; }
-done
+require_names METHODS_PER_TASK method "$("$PYTHON" -m training.methods --list)"
+require_names METHODS_MULTITASK method "$MULTITASK_TABLE"
 
 # ---- f_theta (docs/METHOD.md §4, §11) --------------------------------------------------
 SEG_MODEL="${SEG_MODEL:-unetpp}"                 # unetpp | attentionunet | swinunet

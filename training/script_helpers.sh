@@ -22,3 +22,15 @@ check_demo_consistency() {
 table_field() {
   printf '%s\n' "$1" | awk -F '\t' -v n="$2" -v c="$3" '$1 == n { print $c; found = 1 } END { exit !found }'
 }
+
+# require_names VARIABLE WHAT TABLE: every name in $VARIABLE has a row in TABLE, or the script
+# stops here, before any training, with "VARIABLE: unknown WHAT 'name'" and the valid names.
+require_names() {
+  local variable="$1" what="$2" table="$3" name
+  for name in ${!variable}; do
+    table_field "$table" "$name" 1 >/dev/null || {
+      echo "error: $variable: unknown $what '$name'; valid: $(printf '%s\n' "$table" | cut -f1 | tr '\n' ' ')" >&2
+      exit 1
+    }
+  done
+}
