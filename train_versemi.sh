@@ -48,7 +48,8 @@ SEEDS="${SEEDS:-42}"
 # Unknown names are refused here, before g_phi or any per-task run trains.
 # shellcheck source=training/script_helpers.sh
 source ./training/script_helpers.sh
-require_names METHODS_PER_TASK method "$("$PYTHON" -m training.methods --list)"
+SINGLE_TASK_TABLE="$("$PYTHON" -m training.methods --list)"  # an assignment, so set -e stops on a failed listing
+require_names METHODS_PER_TASK method "$SINGLE_TASK_TABLE"
 require_names METHODS_MULTITASK method "$MULTITASK_TABLE"
 
 # ---- f_theta (docs/METHOD.md §4, §11) --------------------------------------------------
